@@ -1,0 +1,161 @@
+"""``crm``: one entry point for operators (services, collector, simulator, imports, demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pipeline.config import REPO_ROOT, get_settings
+from pipeline.logs import configure
+
+app = typer.Typer(help="Real-time customer data pipeline", no_args_is_help=True)
+import_app = typer.Typer(help="Import feeds from files")
+schemas_app = typer.Typer(help="Event contract files in schemas/")
+app.add_typer(import_app, name="import")
+app.add_typer(schemas_app, name="schemas")
+console = Console()
+
+
+def _services(action: str) -> None:
+    result = subprocess.run([str(REPO_ROOT / "infra" / "services.sh"), action], check=False)
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+
+
+@app.command()
+def up() -> None:
+    """Start Kafka (KRaft) and Redis on loopback, create topics (idempotent)."""
+    _services("up")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local Kafka and Redis started by `crm up`."""
+    _services("down")
+
+
+@app.command("infra-ready", hidden=True)
+def infra_ready(timeout: float = 90.0) -> None:
+    """Wait for the broker through the admin API, then create missing topics."""
+    from pipeline.kafka.topics import ensure_topics, wait_ready
+
+    settings = get_settings()
+    wait_ready(settings, timeout)
+    created = ensure_topics(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"[green]kafka ready[/] at {settings.kafka_bootstrap}; created topics: {created or 'none'}")
+
+
+@app.command()
+def status() -> None:
+    """One-screen overview: services, topics with offsets, Redis and ClickHouse."""
+    from pipeline.cli.status import render_status
+
+    render_status(get_settings(), console)
+
+
+@app.command()
+def collector(
+    host: str = typer.Option(None, help="Bind address (default CRM_COLLECTOR_HOST)"),
+    port: int = typer.Option(None, help="Port (default CRM_COLLECTOR_PORT)"),
+) -> None:
+    """Run the HTTP collector (Segment-compatible API, webhooks, POS, consent, support)."""
+    import uvicorn
+
+    from pipeline.sources.collector.app import create_app
+
+    settings = get_settings()
+    configure(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.collector_host,
+        port=port or settings.collector_port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def simulate(
+    customers: int = typer.Option(500, help="Number of simulated customers"),
+    rate: float = typer.Option(200.0, help="Events per second"),
+    duration: float = typer.Option(30.0, help="Seconds to run"),
+    seed: int = typer.Option(7, help="Random seed"),
+    url: str = typer.Option("", help="Collector URL (default from settings)"),
+) -> None:
+    """Send realistic multi-channel customer traffic through the collector over HTTP."""
+    from pipeline.cli.report import print_sim_stats
+    from pipeline.sources.simulator import Simulator
+
+    settings = get_settings()
+    base = url or f"http://{settings.collector_host}:{settings.collector_port}"
+    key = sorted(settings.write_key_set)[0]
+    sim = Simulator(base, key, customers, seed)
+    stats = asyncio.run(sim.run(rate, duration))
+    print_sim_stats(stats, console)
+
+
+@import_app.command("pos")
+def import_pos(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, one row per line item"),
+    mapping: list[str] = typer.Option([], "--map", help="our_column=their_column, repeatable"),
+    rejects: Path | None = typer.Option(None, help="Where to write rejected rows (CSV)"),
+    restart: bool = typer.Option(False, help="Ignore the resume checkpoint and start over"),
+) -> None:
+    """Import store transactions from CSV: resumable, with a rejected-rows report."""
+    from pipeline.sources.pos_csv import import_file, parse_mapping
+
+    result = import_file(get_settings(), file, parse_mapping(mapping), rejects, restart=restart)
+    console.print(result.summary())
+    if result.rejected:
+        console.print(f"rejected rows written to [bold]{result.rejects_path}[/]")
+
+
+@schemas_app.command("export")
+def schemas_export(check: bool = typer.Option(False, help="Fail if files differ instead of writing")) -> None:
+    """Generate schemas/*.json from the Python event models."""
+    from pipeline.contracts import export, stale
+
+    if check:
+        diff = stale()
+        if diff:
+            console.print(f"[red]stale schema files:[/] {', '.join(diff)}; run `crm schemas export`")
+            raise typer.Exit(1)
+        console.print("schemas up to date")
+        return
+    for path in export():
+        console.print(f"wrote {path.relative_to(REPO_ROOT)}")
+
+
+@app.command()
+def demo(
+    duration: float = typer.Option(60.0, help="Seconds of simulated traffic"),
+    rate: float = typer.Option(300.0, help="Events per second"),
+    customers: int = typer.Option(300, help="Simulated customers"),
+) -> None:
+    """Start everything, simulate a minute of traffic, and summarise what happened."""
+    from pipeline.cli.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), console, duration=duration, rate=rate, customers=customers))
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(Path("bench-results"), help="Directory for JSON results"),
+    events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
+) -> None:
+    """Measure the collector (throughput, p50/p99 latency) and write JSON results."""
+    from pipeline.bench.collector import run_collector_bench
+
+    run_collector_bench(get_settings(), console, out, events)
+
+
+if __name__ == "__main__":
+    app()

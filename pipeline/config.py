@@ -1,0 +1,72 @@
+"""All settings, read from environment variables with the ``CRM_`` prefix.
+
+One place so the README table, ``crm status`` and every component agree on the
+same names and defaults. Defaults run everything on loopback with data under
+``./.crm-data``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline; see the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    data_dir: Path = Field(default=REPO_ROOT / ".crm-data", description="Where all local state lives")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    topic_prefix: str = Field(default="crm.", description="Prefix of every topic name")
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
+    clickhouse_url: str = Field(
+        default="", description="chdb:///path (embedded) or http://host:8123 (server)"
+    )
+    collector_host: str = Field(default="127.0.0.1", description="Collector bind address")
+    collector_port: int = Field(default=8080, description="Collector port")
+    write_keys: str = Field(
+        default="dev-write-key", description="Comma-separated write keys accepted by the collector"
+    )
+    read_keys: str = Field(
+        default="dev-read-key", description="Comma-separated read keys for the lookup APIs"
+    )
+    max_event_bytes: int = Field(default=32 * 1024, description="Largest accepted single event")
+    max_batch_bytes: int = Field(default=512 * 1024, description="Largest accepted request body")
+    ack_timeout_ms: int = Field(
+        default=5000, description="How long the collector waits for Kafka before answering 503"
+    )
+    hash_pii: bool = Field(default=True, description="Hash emails and phones before Kafka")
+    pii_salt: SecretStr = Field(default=SecretStr(""), description="Salt mixed into PII hashes")
+    cors_origins: str = Field(default="*", description="Comma-separated allowed CORS origins")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = Field(default="console")
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The configured DSN, or the embedded chdb store under the data directory."""
+        return self.clickhouse_url or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def write_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.write_keys.split(",") if k.strip())
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.read_keys.split(",") if k.strip())
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (``events``, ``events.dlq``...)."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

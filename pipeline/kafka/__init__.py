@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by sources and workers: topics and an awaitable producer."""

@@ -1,0 +1,117 @@
+"""A confluent-kafka producer whose sends can be awaited until the broker acknowledged.
+
+The collector must not answer 200 for an event Kafka has not stored, so every
+request awaits the delivery reports of its own records (``acks=all``, idempotent
+producer). Delivery callbacks run on one background poll thread and resolve a
+``concurrent.futures.Future`` per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from pipeline.errors import TransientError
+
+
+class Record(NamedTuple):
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
+class _Batch:
+    """Counts delivery reports of one send; resolves once all arrived."""
+
+    __slots__ = ("error", "future", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.error: KafkaError | None = None
+        self.future: Future[int] = Future()
+        if count == 0:
+            self.future.set_result(0)
+
+    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.error is None:
+                self.future.set_result(0)
+            else:
+                self.future.set_exception(TransientError(f"kafka: {self.error.str()}"))
+
+
+class ConfirmedProducer:
+    """Idempotent, acks=all producer with awaitable batches."""
+
+    def __init__(
+        self, bootstrap: str, *, ack_timeout_ms: int = 5000, extra: dict[str, Any] | None = None
+    ) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": 5,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500_000,
+            "message.timeout.ms": ack_timeout_ms,
+            "socket.connection.setup.timeout.ms": max(1000, ack_timeout_ms),
+        }
+        conf.update(extra or {})
+        self._producer = Producer(conf)
+        self._ack_timeout = ack_timeout_ms / 1000
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def send(self, records: Sequence[Record]) -> Future[int]:
+        """Queue records; the future completes when all are acknowledged or one failed."""
+        batch = _Batch(len(records))
+        deadline = time.monotonic() + self._ack_timeout
+        for i, rec in enumerate(records):
+            while True:
+                try:
+                    self._producer.produce(
+                        rec.topic,
+                        rec.value,
+                        rec.key,
+                        headers=rec.headers,
+                        on_delivery=batch.on_delivery,
+                    )
+                    break
+                except BufferError:
+                    if time.monotonic() > deadline:
+                        # Records queued so far still report; the rest count as failed.
+                        for _ in range(len(records) - i):
+                            batch.on_delivery(KafkaError(KafkaError._QUEUE_FULL), None)  # type: ignore[arg-type]
+                        return batch.future
+                    time.sleep(0.005)
+        return batch.future
+
+    async def send_async(self, records: Sequence[Record]) -> None:
+        """Await acknowledgement of all records; raise TransientError if any was not stored."""
+        await asyncio.wrap_future(self.send(records))
+
+    def send_sync(self, records: Sequence[Record], timeout: float | None = None) -> None:
+        self.send(records).result(timeout=timeout or self._ack_timeout + 5)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is queued and stop the poll thread; return records still unsent."""
+        remaining = int(self._producer.flush(timeout))
+        self._closed.set()
+        self._poller.join(timeout=1)
+        return remaining

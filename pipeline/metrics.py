@@ -1,0 +1,18 @@
+"""Prometheus metrics shared by every component (one registry, one naming scheme)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("crm_events_in_total", "Events received", ["source"])
+EVENTS_OUT = Counter("crm_events_out_total", "Events written", ["sink"])
+DEAD_LETTERED = Counter("crm_events_dead_lettered_total", "Events dead-lettered", ["error_type"])
+REQUESTS = Counter("crm_http_requests_total", "HTTP requests", ["route", "status"])
+REQUEST_SECONDS = Histogram(
+    "crm_http_request_seconds",
+    "HTTP request latency",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SINK_SECONDS = Histogram("crm_sink_flush_seconds", "Sink flush latency", ["sink"])
+CONSUMER_LAG = Gauge("crm_consumer_lag", "Records behind the end of the topic", ["topic", "partition"])

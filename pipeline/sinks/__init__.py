@@ -1,0 +1,1 @@
+"""Where results leave: Redis, ClickHouse and the raw archive."""

@@ -1,0 +1,1 @@
+"""Where events enter: the HTTP collector and the feed importers."""

@@ -1,0 +1,1 @@
+"""The HTTP collector: Segment-compatible tracking API plus channel endpoints."""

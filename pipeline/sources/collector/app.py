@@ -1,0 +1,296 @@
+"""HTTP routes of the collector (Starlette, served by uvicorn).
+
+Every route does the same four things: authenticate, read a bounded body, turn
+it into records with :class:`Ingestor`, and answer only after Kafka acknowledged
+every record (200), or say precisely what was wrong (400/401/413) or that
+nothing was stored (503).
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pipeline.config import Settings, get_settings
+from pipeline.errors import TerminalError, TransientError
+from pipeline.events import (
+    Alias,
+    Consent,
+    CookieSync,
+    Envelope,
+    Identify,
+    Page,
+    PosTransaction,
+    Screen,
+    Support,
+    Track,
+)
+from pipeline.kafka.producer import ConfirmedProducer
+from pipeline.logs import get_logger
+from pipeline.metrics import REQUEST_SECONDS, REQUESTS
+from pipeline.sources.collector.auth import is_valid, key_from_header
+from pipeline.sources.collector.openapi import openapi_document
+from pipeline.sources.ingest import Ingestor, Prepared
+from pipeline.transforms.sendgrid import to_email_event
+
+log = get_logger("collector")
+_encode = msgspec.json.Encoder().encode
+
+SINGLE_ENDPOINTS: dict[str, type[Envelope]] = {
+    "/v1/track": Track,
+    "/v1/page": Page,
+    "/v1/screen": Screen,
+    "/v1/identify": Identify,
+    "/v1/alias": Alias,
+    "/v1/cookie-sync": CookieSync,
+    "/v1/consent": Consent,
+    "/v1/support": Support,
+    "/v1/pos/transactions": PosTransaction,
+}
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, error_type: str = "request") -> None:
+        super().__init__(message)
+        self.status, self.message, self.error_type = status, message, error_type
+
+
+class _BatchBody(msgspec.Struct, rename="camel"):
+    batch: list[msgspec.Raw]
+    sent_at: datetime | None = None
+    write_key: str | None = None
+
+
+class _KeyOnly(msgspec.Struct, rename="camel"):
+    write_key: str | None = None
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(payload), status, headers=headers, media_type="application/json")
+
+
+class Collector:
+    """State shared by the routes: settings, the ingestor and the Kafka producer."""
+
+    def __init__(self, settings: Settings, producer: ConfirmedProducer | None = None) -> None:
+        self.settings = settings
+        self.ingestor = Ingestor(settings)
+        self.producer = producer
+        self._keys = settings.write_key_set
+        self._batch_decoder = msgspec.json.Decoder(_BatchBody)
+        self._key_decoder = msgspec.json.Decoder(_KeyOnly)
+
+    # --- request plumbing ----------------------------------------------------
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_batch_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPError(413, f"body is {declared} bytes, limit is {limit}", "too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"body exceeds {limit} bytes", "too_large")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "").lower()
+        if encoding in ("gzip", "deflate"):
+            try:
+                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)
+                body = decompressor.decompress(body, limit + 1)
+            except (zlib.error, gzip.BadGzipFile) as exc:
+                raise HTTPError(400, f"body is not valid {encoding}: {exc}", "malformed") from None
+            if len(body) > limit or decompressor.unconsumed_tail:
+                raise HTTPError(413, f"decompressed body exceeds {limit} bytes", "too_large")
+        if not body:
+            raise HTTPError(400, "empty body: expected a JSON document", "malformed")
+        return body
+
+    def authenticate(self, request: Request, body: bytes) -> None:
+        header = request.headers.get("authorization")
+        key = key_from_header(header)
+        if key is None and header is None:
+            try:
+                key = self._key_decoder.decode(body).write_key
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                key = None
+        if key is None:
+            raise HTTPError(401, "missing write key: use HTTP Basic auth with the write key as user")
+        if not is_valid(key, self._keys):
+            raise HTTPError(401, "invalid write key")
+
+    async def publish(self, prepared: Prepared, source: str) -> None:
+        if self.producer is None:
+            raise TransientError("collector not started")
+        await self.producer.send_async(prepared.records)
+        Ingestor.count(prepared, source)
+
+    async def dead_letter_body(self, body: bytes, exc: TerminalError, source: str) -> None:
+        prepared = Prepared()
+        self.ingestor.add_rejected(prepared, body, exc, source, datetime.now(UTC), None)
+        await self.publish(prepared, source)
+
+    @staticmethod
+    def outcome(prepared: Prepared, *, single: bool) -> Response:
+        rejected = [
+            {"index": r.index, "type": r.error_type, "reason": r.reason} for r in prepared.rejected
+        ]
+        if single and rejected:
+            return json_response(
+                {"success": False, "error": {"type": rejected[0]["type"], "message": rejected[0]["reason"]}},
+                413 if rejected[0]["type"] == "too_large" else 400,
+            )
+        if prepared.accepted == 0 and rejected:
+            return json_response(
+                {"success": False, "accepted": 0, "rejected": rejected,
+                 "error": {"type": "invalid", "message": "every event in the request was rejected"}},
+                400,
+            )
+        return json_response({"success": True, "accepted": prepared.accepted, "rejected": rejected})
+
+    # --- routes --------------------------------------------------------------
+
+    async def single(self, request: Request) -> Response:
+        path = request.url.path
+        expected = SINGLE_ENDPOINTS[path]
+        body = await self.read_body(request)
+        self.authenticate(request, body)
+        source = path.removeprefix("/v1/")
+        stripped = body.lstrip()
+        if stripped[:1] == b"[" and expected is PosTransaction:
+            try:
+                items = msgspec.json.decode(body, type=list[msgspec.Raw])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await self.dead_letter_body(body, TerminalError(f"malformed JSON: {exc}", "malformed"), source)
+                raise HTTPError(400, f"malformed JSON: {exc}", "malformed") from None
+            prepared = self.ingestor.prepare_raw(items, source=source, expected=expected)
+            await self.publish(prepared, source)
+            return self.outcome(prepared, single=False)
+        prepared = self.ingestor.prepare_raw([body], source=source, expected=expected)
+        await self.publish(prepared, source)
+        return self.outcome(prepared, single=True)
+
+    async def batch(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        self.authenticate(request, body)
+        try:
+            parsed = self._batch_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            kind = "malformed" if isinstance(exc, msgspec.DecodeError) else "schema"
+            reason = f"malformed JSON: {exc}" if kind == "malformed" else f"batch body: {exc}"
+            await self.dead_letter_body(body, TerminalError(reason, kind), "batch")
+            raise HTTPError(400, reason, kind) from None
+        if not parsed.batch:
+            raise HTTPError(400, "batch is empty", "schema")
+        prepared = self.ingestor.prepare_raw(parsed.batch, source="batch", batch_sent_at=parsed.sent_at)
+        await self.publish(prepared, "batch")
+        return self.outcome(prepared, single=False)
+
+    async def sendgrid(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        self.authenticate(request, body)
+        try:
+            items = msgspec.json.decode(body, type=list[dict[str, Any]])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reason = f"expected a JSON array of SendGrid events: {exc}"
+            await self.dead_letter_body(body, TerminalError(reason, "malformed"), "sendgrid")
+            raise HTTPError(400, reason, "malformed") from None
+        mapped = []
+        for item in items:
+            raw = _encode(item)
+            try:
+                mapped.append((raw, to_email_event(item)))
+            except TerminalError as exc:
+                mapped.append((raw, exc))
+        prepared = self.ingestor.prepare_events(mapped, source="sendgrid")
+        await self.publish(prepared, "sendgrid")
+        return self.outcome(prepared, single=False)
+
+
+def _route(collector: Collector, name: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler with error mapping, metrics and one log line per failure."""
+
+    async def endpoint(request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            response = await handler(request)
+        except HTTPError as exc:
+            response = json_response(
+                {"success": False, "error": {"type": exc.error_type, "message": exc.message}}, exc.status
+            )
+        except TransientError as exc:
+            log.warning("kafka unavailable, answering 503", route=name, error=str(exc))
+            response = json_response(
+                {"success": False, "error": {"type": "unavailable", "message": f"events not stored: {exc}"}},
+                503,
+                headers={"Retry-After": "1"},
+            )
+        REQUESTS.labels(name, str(response.status_code)).inc()
+        REQUEST_SECONDS.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    return endpoint
+
+
+def create_app(settings: Settings | None = None, producer: ConfirmedProducer | None = None) -> Starlette:
+    settings = settings or get_settings()
+    collector = Collector(settings, producer)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        owned = collector.producer is None
+        if owned:
+            collector.producer = ConfirmedProducer(
+                settings.kafka_bootstrap, ack_timeout_ms=settings.ack_timeout_ms
+            )
+        log.info("collector ready", kafka=settings.kafka_bootstrap)
+        yield
+        if owned and collector.producer is not None:
+            collector.producer.close()
+
+    async def health(_request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(_request: Request) -> Response:
+        return json_response(openapi_document())
+
+    routes = [Route(p, _route(collector, p, collector.single), methods=["POST"]) for p in SINGLE_ENDPOINTS]
+    routes += [
+        Route("/v1/batch", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
+        Route("/v1/import", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
+        Route("/v1/webhooks/sendgrid", _route(collector, "/v1/webhooks/sendgrid", collector.sendgrid),
+              methods=["POST"]),
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
+    ]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["POST", "GET", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "content-encoding"],
+            allow_credentials="*" not in origins,
+            max_age=86400,
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -1,0 +1,155 @@
+"""Turning raw items into Kafka records: valid events to ``events``, the rest to the DLQ.
+
+Shared by the HTTP collector and the file importers so both validate, enrich,
+key and dead-letter identically. Valid records and dead letters of one request
+go out in one producer batch: the caller acknowledges only when every one of
+them is stored, so nothing is acknowledged and lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+
+from pipeline.config import Settings
+from pipeline.errors import TerminalError
+from pipeline.events import Envelope, Event, event_type
+from pipeline.kafka.producer import Record
+from pipeline.metrics import DEAD_LETTERED, EVENTS_IN
+from pipeline.transforms.dead_letter import DeadLetter
+from pipeline.transforms.enrich import enrich, stable_message_id
+from pipeline.transforms.identifiers import strongest
+from pipeline.transforms.validate import check_rules, decode_event
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    error_type: str
+    reason: str
+
+
+@dataclass
+class Prepared:
+    """What one request turns into: records to publish and per-item outcomes."""
+
+    records: list[Record] = field(default_factory=list)
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    types: dict[str, int] = field(default_factory=dict)
+
+
+class Ingestor:
+    """Validates, enriches and routes items; holds no connection itself."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.events_topic = settings.topic("events")
+        self.dlq_topic = settings.topic("events.dlq")
+        self._salt = settings.pii_salt.get_secret_value()
+
+    def prepare_raw(
+        self,
+        raws: Iterable[bytes | memoryview],
+        *,
+        source: str,
+        expected: type[Envelope] | None = None,
+        batch_sent_at: datetime | None = None,
+        received_at: datetime | None = None,
+        out: Prepared | None = None,
+    ) -> Prepared:
+        """Decode and validate JSON items (one per event)."""
+        out = out or Prepared()
+        received_at = received_at or datetime.now(UTC)
+        limit = self.settings.max_event_bytes
+        for index, raw in enumerate(raws):
+            try:
+                if len(raw) > limit:
+                    raise TerminalError(f"event is {len(raw)} bytes, limit is {limit}", "too_large")
+                event = decode_event(raw, expected)
+                self._add_valid(out, event, raw, source, batch_sent_at, received_at)
+            except TerminalError as exc:
+                self.add_rejected(out, bytes(raw), exc, source, received_at, index)
+        return out
+
+    def prepare_events(
+        self,
+        items: Iterable[tuple[bytes, Event | TerminalError]],
+        *,
+        source: str,
+        received_at: datetime | None = None,
+    ) -> Prepared:
+        """Route items already mapped to events (webhooks, CSV rows); errors are dead-lettered."""
+        out = Prepared()
+        received_at = received_at or datetime.now(UTC)
+        for index, (raw, item) in enumerate(items):
+            try:
+                if isinstance(item, TerminalError):
+                    raise item
+                check_rules(item)
+                self._add_valid(out, item, raw, source, None, received_at)
+            except TerminalError as exc:
+                self.add_rejected(out, raw, exc, source, received_at, index)
+        return out
+
+    def _add_valid(
+        self,
+        out: Prepared,
+        event: Event,
+        raw: bytes | memoryview,
+        source: str,
+        batch_sent_at: datetime | None,
+        received_at: datetime,
+    ) -> None:
+        enriched = enrich(
+            event,
+            received_at=received_at,
+            source=source,
+            message_id=event.message_id or stable_message_id(raw, source),
+            batch_sent_at=batch_sent_at,
+            salt=self._salt,
+            hash_pii=self.settings.hash_pii,
+        )
+        key = strongest(enriched.identities)
+        out.records.append(
+            Record(
+                self.events_topic,
+                f"{key[0]}:{key[1]}".encode() if key else None,
+                _encoder.encode(enriched),
+            )
+        )
+        kind = event_type(enriched)
+        out.types[kind] = out.types.get(kind, 0) + 1
+        out.accepted += 1
+
+    def add_rejected(
+        self,
+        out: Prepared,
+        raw: bytes,
+        exc: TerminalError,
+        source: str,
+        received_at: datetime,
+        index: int | None,
+    ) -> None:
+        letter = DeadLetter(
+            original=raw,
+            error_type=exc.error_type,
+            reason=exc.reason,
+            source=source,
+            received_at=received_at,
+            index=index,
+        )
+        out.records.append(Record(self.dlq_topic, None, letter.value, letter.headers()))
+        out.rejected.append(Rejection(index or 0, exc.error_type, exc.reason))
+
+    @staticmethod
+    def count(prepared: Prepared, source: str) -> None:
+        """Update metrics once the batch is acknowledged."""
+        EVENTS_IN.labels(source).inc(prepared.accepted)
+        for rej in prepared.rejected:
+            DEAD_LETTERED.labels(rej.error_type).inc()
