@@ -22,7 +22,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
 
-    data_dir: Path = Field(default=REPO_ROOT / ".crm-data", description="Where all local state lives")
+    data_dir: Path = Field(
+        default=REPO_ROOT / ".crm-data", description="Where all local state lives"
+    )
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     topic_prefix: str = Field(default="crm.", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")

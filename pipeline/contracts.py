@@ -28,13 +28,19 @@ def generate() -> dict[str, str]:
     """File name -> content for every schema file."""
     files: dict[str, str] = {}
     union = msgspec.json.schema(Event)
-    union = {"$schema": DIALECT, "$id": "event.schema.json",
-             "title": "CRM pipeline event (any type)", **union}
+    union = {
+        "$schema": DIALECT,
+        "$id": "event.schema.json",
+        "title": "CRM pipeline event (any type)",
+        **union,
+    }
     files["event.schema.json"] = _dump(union)
     for cls in EVENT_TYPES:
         doc = msgspec.json.schema(cls)
         name = str(cls.__struct_config__.tag)
-        files[f"{name}.schema.json"] = _dump({"$schema": DIALECT, "$id": f"{name}.schema.json", **doc})
+        files[f"{name}.schema.json"] = _dump(
+            {"$schema": DIALECT, "$id": f"{name}.schema.json", **doc}
+        )
     return files
 
 

@@ -156,7 +156,18 @@ class Support(ContactEnvelope, tag="support", kw_only=True):
     status: Literal["open", "resolved"] = "open"
 
 
-Event = Track | Page | Screen | Identify | Alias | CookieSync | Email | PosTransaction | Consent | Support
+Event = (
+    Track
+    | Page
+    | Screen
+    | Identify
+    | Alias
+    | CookieSync
+    | Email
+    | PosTransaction
+    | Consent
+    | Support
+)
 EVENT_TYPES: tuple[type[Envelope], ...] = (
     Track,
     Page,

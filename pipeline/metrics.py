@@ -15,4 +15,6 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SINK_SECONDS = Histogram("crm_sink_flush_seconds", "Sink flush latency", ["sink"])
-CONSUMER_LAG = Gauge("crm_consumer_lag", "Records behind the end of the topic", ["topic", "partition"])
+CONSUMER_LAG = Gauge(
+    "crm_consumer_lag", "Records behind the end of the topic", ["topic", "partition"]
+)

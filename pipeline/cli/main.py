@@ -48,7 +48,9 @@ def infra_ready(timeout: float = 90.0) -> None:
     wait_ready(settings, timeout)
     created = ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"[green]kafka ready[/] at {settings.kafka_bootstrap}; created topics: {created or 'none'}")
+    console.print(
+        f"[green]kafka ready[/] at {settings.kafka_bootstrap}; created topics: {created or 'none'}"
+    )
 
 
 @app.command()
@@ -104,7 +106,9 @@ def simulate(
 
 @import_app.command("pos")
 def import_pos(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, one row per line item"),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV, one row per line item"
+    ),
     mapping: list[str] = typer.Option([], "--map", help="our_column=their_column, repeatable"),
     rejects: Path | None = typer.Option(None, help="Where to write rejected rows (CSV)"),
     restart: bool = typer.Option(False, help="Ignore the resume checkpoint and start over"),
@@ -119,14 +123,18 @@ def import_pos(
 
 
 @schemas_app.command("export")
-def schemas_export(check: bool = typer.Option(False, help="Fail if files differ instead of writing")) -> None:
+def schemas_export(
+    check: bool = typer.Option(False, help="Fail if files differ instead of writing"),
+) -> None:
     """Generate schemas/*.json from the Python event models."""
     from pipeline.contracts import export, stale
 
     if check:
         diff = stale()
         if diff:
-            console.print(f"[red]stale schema files:[/] {', '.join(diff)}; run `crm schemas export`")
+            console.print(
+                f"[red]stale schema files:[/] {', '.join(diff)}; run `crm schemas export`"
+            )
             raise typer.Exit(1)
         console.print("schemas up to date")
         return

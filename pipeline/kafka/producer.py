@@ -89,7 +89,7 @@ class ConfirmedProducer:
                         rec.topic,
                         rec.value,
                         rec.key,
-                        headers=rec.headers,
+                        headers=rec.headers,  # type: ignore[arg-type]
                         on_delivery=batch.on_delivery,
                     )
                     break

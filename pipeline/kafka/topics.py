@@ -26,23 +26,37 @@ class TopicSpec:
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("events", "valid, enriched events keyed by strongest identifier",
-              {"retention.ms": str(WEEK_MS), "compression.type": "producer"}),
-    TopicSpec("events.dlq", "rejected events: original bytes, reason in headers",
-              {"retention.ms": str(4 * WEEK_MS)}),
-    TopicSpec("events.by_customer", "events re-keyed by resolved customer id",
-              {"retention.ms": str(WEEK_MS)}),
-    TopicSpec("identity.merges", "merge log: every identity decision with its cause",
-              {"retention.ms": "-1"}),
-    TopicSpec("profiles", "latest profile per customer (changelog)",
-              {"cleanup.policy": "compact"}),
-    TopicSpec("segments.changes", "segment entries and exits for downstream tools",
-              {"retention.ms": str(4 * WEEK_MS)}),
+    TopicSpec(
+        "events",
+        "valid, enriched events keyed by strongest identifier",
+        {"retention.ms": str(WEEK_MS), "compression.type": "producer"},
+    ),
+    TopicSpec(
+        "events.dlq",
+        "rejected events: original bytes, reason in headers",
+        {"retention.ms": str(4 * WEEK_MS)},
+    ),
+    TopicSpec(
+        "events.by_customer",
+        "events re-keyed by resolved customer id",
+        {"retention.ms": str(WEEK_MS)},
+    ),
+    TopicSpec(
+        "identity.merges",
+        "merge log: every identity decision with its cause",
+        {"retention.ms": "-1"},
+    ),
+    TopicSpec("profiles", "latest profile per customer (changelog)", {"cleanup.policy": "compact"}),
+    TopicSpec(
+        "segments.changes",
+        "segment entries and exits for downstream tools",
+        {"retention.ms": str(4 * WEEK_MS)},
+    ),
 )
 
 
 def admin(settings: Settings, quiet: bool = False) -> AdminClient:
-    conf: dict[str, object] = {"bootstrap.servers": settings.kafka_bootstrap}
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": settings.kafka_bootstrap}
     if quiet:  # while waiting for a starting broker, "connection refused" is expected
         conf["log_level"] = 0
     return AdminClient(conf)
@@ -69,8 +83,12 @@ def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
     new = [
-        NewTopic(settings.topic(s.logical), num_partitions=settings.topic_partitions,
-                 replication_factor=1, config=s.config)
+        NewTopic(
+            settings.topic(s.logical),
+            num_partitions=settings.topic_partitions,
+            replication_factor=1,
+            config=s.config,
+        )
         for s in specs
         if settings.topic(s.logical) not in existing
     ]

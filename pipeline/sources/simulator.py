@@ -89,15 +89,27 @@ def _product(rng: random.Random, c: Customer) -> dict[str, Any]:
     cat = rng.choice(c.likes) if rng.random() < 0.7 else rng.choice(sorted(CATEGORIES))
     brand = rng.choice(CATEGORIES[cat])
     n = rng.randrange(20)
-    return {"sku": f"{cat[:3].upper()}-{brand[:3].upper()}-{n:03d}", "product_id": f"{cat}-{n}",
-            "category": cat, "brand": brand, "price": round(rng.uniform(5, 250), 2), "quantity": 1}
+    return {
+        "sku": f"{cat[:3].upper()}-{brand[:3].upper()}-{n:03d}",
+        "product_id": f"{cat}-{n}",
+        "category": cat,
+        "brand": brand,
+        "price": round(rng.uniform(5, 250), 2),
+        "quantity": 1,
+    }
 
 
 class Simulator:
     """Generates a mixed stream and posts it through the collector."""
 
-    def __init__(self, base_url: str, write_key: str, customers: int, seed: int = 7,
-                 invalid_share: float = 0.01) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        write_key: str,
+        customers: int,
+        seed: int = 7,
+        invalid_share: float = 0.01,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.write_key = write_key
         self.rng = random.Random(seed)
@@ -108,13 +120,19 @@ class Simulator:
 
     # --- one customer touch point ---------------------------------------------
 
-    def _env(self, c: Customer, kind: str, **fields: Any) -> dict[str, Any]:
+    def _env(self, c: Customer, event_type: str, **fields: Any) -> dict[str, Any]:
         now = datetime.now(UTC) + c.clock_skew
-        ev: dict[str, Any] = {"type": kind, "messageId": str(uuid.UUID(int=self.rng.getrandbits(128))),
-                              "anonymousId": c.cookie, "timestamp": now.isoformat(),
-                              "sentAt": now.isoformat(),
-                              "context": {"ip": f"10.0.{c.idx % 250}.{c.idx % 200}",
-                                          "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}}
+        ev: dict[str, Any] = {
+            "type": event_type,
+            "messageId": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            "anonymousId": c.cookie,
+            "timestamp": now.isoformat(),
+            "sentAt": now.isoformat(),
+            "context": {
+                "ip": f"10.0.{c.idx % 250}.{c.idx % 200}",
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+            },
+        }
         if c.logged_in:
             ev["userId"] = c.user_id
         ev.update(fields)
@@ -129,25 +147,50 @@ class Simulator:
         elif r < 0.9:
             self._store_purchase(c)
         elif r < 0.95:
-            self.queues["batch"].append(self._env(c, "cookie_sync", cookieId=c.cookie,
-                                                  linkedType="partner", partner="adnet",
-                                                  linkedId=f"adn-{c.idx}"))
+            self.queues["batch"].append(
+                self._env(
+                    c,
+                    "cookie_sync",
+                    cookieId=c.cookie,
+                    linkedType="partner",
+                    partner="adnet",
+                    linkedId=f"adn-{c.idx}",
+                )
+            )
         elif r < 0.98:
-            self.queues["batch"].append(self._env(
-                c, "consent", purpose=self.rng.choice(["email_marketing", "personalization", "analytics"]),
-                status="revoked" if self.rng.random() < 0.2 else "granted"))
+            self.queues["batch"].append(
+                self._env(
+                    c,
+                    "consent",
+                    purpose=self.rng.choice(["email_marketing", "personalization", "analytics"]),
+                    status="revoked" if self.rng.random() < 0.2 else "granted",
+                )
+            )
         else:
-            self.queues["batch"].append(self._env(
-                c, "support", kind="complaint" if self.rng.random() < 0.6 else "question",
-                topic=self.rng.choice(["late delivery", "refund", "sizing", "billing"]),
-                channel=self.rng.choice(["call_centre", "chat", "email"]), email=c.email))
+            self.queues["batch"].append(
+                self._env(
+                    c,
+                    "support",
+                    kind="complaint" if self.rng.random() < 0.6 else "question",
+                    topic=self.rng.choice(["late delivery", "refund", "sizing", "billing"]),
+                    channel=self.rng.choice(["call_centre", "chat", "email"]),
+                    email=c.email,
+                )
+            )
 
     def _web_visit(self, c: Customer) -> None:
         q = self.queues["batch"]
         for _ in range(self.rng.randint(1, 4)):
             cat = self.rng.choice(c.likes)
             path = self.rng.choice(PAGES).format(c=cat, sku=f"{cat}-1")
-            q.append(self._env(c, "page", name=path, properties={"path": path, "url": f"https://shop.example{path}"}))
+            q.append(
+                self._env(
+                    c,
+                    "page",
+                    name=path,
+                    properties={"path": path, "url": f"https://shop.example{path}"},
+                )
+            )
         product = _product(self.rng, c)
         q.append(self._env(c, "track", event="Product Viewed", properties=product))
         if self.rng.random() < 0.35:
@@ -155,15 +198,29 @@ class Simulator:
             q.append(self._env(c, "track", event="Product Added", properties=product))
         if not c.logged_in and self.rng.random() < 0.3:
             c.logged_in = True
-            traits = {"email": c.email, "name": f"Customer {c.idx}", "city": self.rng.choice(["Vilnius", "Riga", "Tallinn"])}
+            traits = {
+                "email": c.email,
+                "name": f"Customer {c.idx}",
+                "city": self.rng.choice(["Vilnius", "Riga", "Tallinn"]),
+            }
             if c.loyalty_id:
                 traits["loyalty_id"] = c.loyalty_id
             q.append(self._env(c, "identify", traits=traits))
         if c.logged_in and c.cart and self.rng.random() < 0.5:
             total = round(sum(p["price"] * p["quantity"] for p in c.cart), 2)
-            q.append(self._env(c, "track", event="Order Completed", properties={
-                "order_id": f"o-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]}",
-                "revenue": total, "currency": "EUR", "products": c.cart}))
+            q.append(
+                self._env(
+                    c,
+                    "track",
+                    event="Order Completed",
+                    properties={
+                        "order_id": f"o-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]}",
+                        "revenue": total,
+                        "currency": "EUR",
+                        "products": c.cart,
+                    },
+                )
+            )
             c.cart = []
 
     def _email(self, c: Customer) -> None:
@@ -179,20 +236,33 @@ class Simulator:
         if self.rng.random() < 0.01:
             steps.append(self.rng.choice(["unsubscribe", "spamreport"]))
         for step in steps:
-            item = {"email": c.email, "event": step, "timestamp": ts, "campaign_id": campaign,
-                    "sg_event_id": uuid.UUID(int=self.rng.getrandbits(128)).hex,
-                    "sg_message_id": f"{campaign}.{c.idx}"}
+            item = {
+                "email": c.email,
+                "event": step,
+                "timestamp": ts,
+                "campaign_id": campaign,
+                "sg_event_id": uuid.UUID(int=self.rng.getrandbits(128)).hex,
+                "sg_message_id": f"{campaign}.{c.idx}",
+            }
             if step == "click":
                 item["url"] = f"https://shop.example/category/{c.likes[0]}"
             self.queues["sendgrid"].append(item)
 
     def _store_purchase(self, c: Customer) -> None:
         items = [_product(self.rng, c) for _ in range(self.rng.randint(1, 4))]
-        lines = [{k: p[k] for k in ("sku", "category", "brand", "price", "quantity")} for p in items]
-        ev = self._env(c, "pos_transaction", transactionId=f"t-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]}",
-                       storeId=self.rng.choice(STORES), items=lines,
-                       total=round(sum(p["price"] for p in items), 2), currency="EUR",
-                       pointsRedeemed=self.rng.choice([0, 0, 0, 100]))
+        lines = [
+            {k: p[k] for k in ("sku", "category", "brand", "price", "quantity")} for p in items
+        ]
+        ev = self._env(
+            c,
+            "pos_transaction",
+            transactionId=f"t-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]}",
+            storeId=self.rng.choice(STORES),
+            items=lines,
+            total=round(sum(p["price"] for p in items), 2),
+            currency="EUR",
+            pointsRedeemed=self.rng.choice([0, 0, 0, 100]),
+        )
         ev.pop("anonymousId")
         ev.pop("userId", None)
         if c.loyalty_id:
@@ -207,8 +277,14 @@ class Simulator:
         if kind == 0:
             return {"type": "track", "event": "Product Viewed", "properties": {"sku": "X"}}
         if kind == 1:
-            return {"type": "pos_transaction", "transactionId": "t-bad", "storeId": "s",
-                    "loyaltyId": "LC1", "items": [{"sku": "a", "price": "free"}], "total": 1}
+            return {
+                "type": "pos_transaction",
+                "transactionId": "t-bad",
+                "storeId": "s",
+                "loyaltyId": "LC1",
+                "items": [{"sku": "a", "price": "free"}],
+                "total": 1,
+            }
         return {"type": "pageview", "anonymousId": "ck-x"}
 
     # --- sending ----------------------------------------------------------------
@@ -220,7 +296,11 @@ class Simulator:
         except httpx.HTTPError:
             self.stats.failed_requests += 1
             return
-        body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+        body = (
+            resp.json()
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
         if resp.status_code >= 500:
             self.stats.failed_requests += 1
             return
@@ -238,7 +318,14 @@ class Simulator:
         self.stats.by_type["pos_transaction"] += len(pos)
         tasks = []
         if batch:
-            tasks.append(self._post(client, "/v1/batch", {"batch": batch, "sentAt": datetime.now(UTC).isoformat()}, len(batch)))
+            tasks.append(
+                self._post(
+                    client,
+                    "/v1/batch",
+                    {"batch": batch, "sentAt": datetime.now(UTC).isoformat()},
+                    len(batch),
+                )
+            )
         if sendgrid:
             tasks.append(self._post(client, "/v1/webhooks/sendgrid", sendgrid, len(sendgrid)))
         if pos:
@@ -249,7 +336,9 @@ class Simulator:
         """Send about ``rate`` events/s for ``duration`` seconds; returns what happened."""
         start = time.monotonic()
         weights = [c.activity for c in self.customers]
-        async with httpx.AsyncClient(base_url=self.base_url, auth=(self.write_key, ""), timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, auth=(self.write_key, ""), timeout=30
+        ) as client:
             generated = 0
             while (elapsed := time.monotonic() - start) < duration:
                 target = int(rate * (elapsed + batch_interval))

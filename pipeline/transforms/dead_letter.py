@@ -8,6 +8,7 @@ re-published as it was.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -39,9 +40,10 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
         return self.original[:MAX_ORIGINAL_BYTES]
 
 
-def from_headers(value: bytes, headers: list[tuple[str, bytes]] | None) -> DeadLetter:
+def from_headers(value: bytes, headers: Any) -> DeadLetter:
     """Rebuild a DeadLetter from a consumed Kafka record (for ClickHouse and reports)."""
-    h = {k[len(HEADER_PREFIX) :]: v.decode() for k, v in headers or [] if k.startswith(HEADER_PREFIX)}
+    pairs: list[tuple[str, bytes]] = list(headers or [])
+    h = {k[len(HEADER_PREFIX) :]: v.decode() for k, v in pairs if k.startswith(HEADER_PREFIX)}
     return DeadLetter(
         original=value,
         error_type=h.get("type", "unknown"),

@@ -35,7 +35,9 @@ def corrected_time(
 
 def stable_message_id(raw: bytes | memoryview, source: str) -> str:
     """A deterministic id for events sent without messageId, so retries dedupe."""
-    return "gen-" + hashlib.blake2b(bytes(raw), digest_size=16, key=source.encode()[:64]).hexdigest()
+    return (
+        "gen-" + hashlib.blake2b(bytes(raw), digest_size=16, key=source.encode()[:64]).hexdigest()
+    )
 
 
 def _hash_traits(
@@ -106,7 +108,11 @@ def enrich(
             identities["loyalty_id"] = event.loyalty_id
     elif isinstance(event, CookieSync):
         identities["anonymous_id"] = event.cookie_id
-        kind = f"partner:{event.partner or 'unknown'}" if event.linked_type == "partner" else event.linked_type
+        kind = (
+            f"partner:{event.partner or 'unknown'}"
+            if event.linked_type == "partner"
+            else event.linked_type
+        )
         try:
             linked = canonical(event.linked_type, event.linked_id, salt=salt, hash_pii=hash_pii)
         except IdentifierError as exc:

@@ -70,10 +70,10 @@ def decode_event(raw: bytes | memoryview, expected: type[Envelope] | None = None
 
 def check_rules(event: Event) -> None:
     kind = event_type(event)
-    if kind in SEGMENT_TYPES and not (event.user_id or event.anonymous_id):
-        raise InvalidEvent(f"{kind}: one of userId or anonymousId is required", "rule")
     if isinstance(event, Alias) and not event.user_id:
         raise InvalidEvent("alias: userId is required", "rule")
+    if kind in SEGMENT_TYPES and not (event.user_id or event.anonymous_id):
+        raise InvalidEvent(f"{kind}: one of userId or anonymousId is required", "rule")
     if isinstance(event, ContactEnvelope) and not (
         event.user_id or event.anonymous_id or event.email or event.phone or event.loyalty_id
     ):
@@ -90,11 +90,15 @@ def _check_ecommerce(name: str, properties: dict[str, Any]) -> None:
         if name in ORDER_EVENTS:
             order = msgspec.convert(_normalise_keys(properties), _Order, strict=False)
             if order.revenue is None and order.total is None:
-                raise InvalidEvent(f"{name}: properties.revenue or properties.total is required", "rule")
+                raise InvalidEvent(
+                    f"{name}: properties.revenue or properties.total is required", "rule"
+                )
         elif name in ECOMMERCE_PRODUCT_EVENTS:
             product = msgspec.convert(_normalise_keys(properties), _Product, strict=False)
             if not (product.product_id or product.sku):
-                raise InvalidEvent(f"{name}: properties.product_id or properties.sku is required", "rule")
+                raise InvalidEvent(
+                    f"{name}: properties.product_id or properties.sku is required", "rule"
+                )
     except msgspec.ValidationError as exc:
         raise InvalidEvent(f"{name}: {exc}".replace("`$", "`$.properties"), "rule") from None
 

@@ -32,6 +32,7 @@ from pipeline.events import (
     Consent,
     CookieSync,
     Envelope,
+    Event,
     Identify,
     Page,
     PosTransaction,
@@ -79,7 +80,9 @@ class _KeyOnly(msgspec.Struct, rename="camel"):
     write_key: str | None = None
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(_encode(payload), status, headers=headers, media_type="application/json")
 
 
@@ -130,7 +133,9 @@ class Collector:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 key = None
         if key is None:
-            raise HTTPError(401, "missing write key: use HTTP Basic auth with the write key as user")
+            raise HTTPError(
+                401, "missing write key: use HTTP Basic auth with the write key as user"
+            )
         if not is_valid(key, self._keys):
             raise HTTPError(401, "invalid write key")
 
@@ -152,13 +157,23 @@ class Collector:
         ]
         if single and rejected:
             return json_response(
-                {"success": False, "error": {"type": rejected[0]["type"], "message": rejected[0]["reason"]}},
+                {
+                    "success": False,
+                    "error": {"type": rejected[0]["type"], "message": rejected[0]["reason"]},
+                },
                 413 if rejected[0]["type"] == "too_large" else 400,
             )
         if prepared.accepted == 0 and rejected:
             return json_response(
-                {"success": False, "accepted": 0, "rejected": rejected,
-                 "error": {"type": "invalid", "message": "every event in the request was rejected"}},
+                {
+                    "success": False,
+                    "accepted": 0,
+                    "rejected": rejected,
+                    "error": {
+                        "type": "invalid",
+                        "message": "every event in the request was rejected",
+                    },
+                },
                 400,
             )
         return json_response({"success": True, "accepted": prepared.accepted, "rejected": rejected})
@@ -176,7 +191,9 @@ class Collector:
             try:
                 items = msgspec.json.decode(body, type=list[msgspec.Raw])
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self.dead_letter_body(body, TerminalError(f"malformed JSON: {exc}", "malformed"), source)
+                await self.dead_letter_body(
+                    body, TerminalError(f"malformed JSON: {exc}", "malformed"), source
+                )
                 raise HTTPError(400, f"malformed JSON: {exc}", "malformed") from None
             prepared = self.ingestor.prepare_raw(items, source=source, expected=expected)
             await self.publish(prepared, source)
@@ -197,7 +214,9 @@ class Collector:
             raise HTTPError(400, reason, kind) from None
         if not parsed.batch:
             raise HTTPError(400, "batch is empty", "schema")
-        prepared = self.ingestor.prepare_raw(parsed.batch, source="batch", batch_sent_at=parsed.sent_at)
+        prepared = self.ingestor.prepare_raw(
+            parsed.batch, source="batch", batch_sent_at=parsed.sent_at
+        )
         await self.publish(prepared, "batch")
         return self.outcome(prepared, single=False)
 
@@ -210,7 +229,7 @@ class Collector:
             reason = f"expected a JSON array of SendGrid events: {exc}"
             await self.dead_letter_body(body, TerminalError(reason, "malformed"), "sendgrid")
             raise HTTPError(400, reason, "malformed") from None
-        mapped = []
+        mapped: list[tuple[bytes, Event | TerminalError]] = []
         for item in items:
             raw = _encode(item)
             try:
@@ -222,7 +241,9 @@ class Collector:
         return self.outcome(prepared, single=False)
 
 
-def _route(collector: Collector, name: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _route(
+    collector: Collector, name: str, handler: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler with error mapping, metrics and one log line per failure."""
 
     async def endpoint(request: Request) -> Response:
@@ -231,12 +252,16 @@ def _route(collector: Collector, name: str, handler: Callable[[Request], Awaitab
             response = await handler(request)
         except HTTPError as exc:
             response = json_response(
-                {"success": False, "error": {"type": exc.error_type, "message": exc.message}}, exc.status
+                {"success": False, "error": {"type": exc.error_type, "message": exc.message}},
+                exc.status,
             )
         except TransientError as exc:
             log.warning("kafka unavailable, answering 503", route=name, error=str(exc))
             response = json_response(
-                {"success": False, "error": {"type": "unavailable", "message": f"events not stored: {exc}"}},
+                {
+                    "success": False,
+                    "error": {"type": "unavailable", "message": f"events not stored: {exc}"},
+                },
                 503,
                 headers={"Retry-After": "1"},
             )
@@ -247,7 +272,9 @@ def _route(collector: Collector, name: str, handler: Callable[[Request], Awaitab
     return endpoint
 
 
-def create_app(settings: Settings | None = None, producer: ConfirmedProducer | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, producer: ConfirmedProducer | None = None
+) -> Starlette:
     settings = settings or get_settings()
     collector = Collector(settings, producer)
 
@@ -272,12 +299,17 @@ def create_app(settings: Settings | None = None, producer: ConfirmedProducer | N
     async def openapi(_request: Request) -> Response:
         return json_response(openapi_document())
 
-    routes = [Route(p, _route(collector, p, collector.single), methods=["POST"]) for p in SINGLE_ENDPOINTS]
+    routes = [
+        Route(p, _route(collector, p, collector.single), methods=["POST"]) for p in SINGLE_ENDPOINTS
+    ]
     routes += [
         Route("/v1/batch", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
         Route("/v1/import", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
-        Route("/v1/webhooks/sendgrid", _route(collector, "/v1/webhooks/sendgrid", collector.sendgrid),
-              methods=["POST"]),
+        Route(
+            "/v1/webhooks/sendgrid",
+            _route(collector, "/v1/webhooks/sendgrid", collector.sendgrid),
+            methods=["POST"],
+        ),
         Route("/health", health),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),

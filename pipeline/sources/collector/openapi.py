@@ -34,10 +34,14 @@ _RESULT = {
 }
 
 _RESPONSES = {
-    "200": {"description": "Stored in Kafka (acks=all); invalid items listed in `rejected`",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}}},
-    "400": {"description": "Malformed body or invalid event (dead-lettered with the reason)",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}}},
+    "200": {
+        "description": "Stored in Kafka (acks=all); invalid items listed in `rejected`",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}},
+    },
+    "400": {
+        "description": "Malformed body or invalid event (dead-lettered with the reason)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}},
+    },
     "401": {"description": "Missing or wrong write key"},
     "413": {"description": "Event or body too large"},
     "503": {"description": "Kafka unavailable: nothing was stored, retry"},
@@ -71,20 +75,31 @@ def openapi_document() -> dict[str, Any]:
         "/v1/alias": _op("Link a previous id to a user id (Segment alias)", by_name["Alias"]),
         "/v1/batch": _op(
             "Up to max_batch_bytes of events of any type (Segment batch)",
-            {"type": "object", "required": ["batch"],
-             "properties": {"batch": {"type": "array", "items": any_event},
-                            "sentAt": {"type": "string", "format": "date-time"},
-                            "writeKey": {"type": "string"}}},
+            {
+                "type": "object",
+                "required": ["batch"],
+                "properties": {
+                    "batch": {"type": "array", "items": any_event},
+                    "sentAt": {"type": "string", "format": "date-time"},
+                    "writeKey": {"type": "string"},
+                },
+            },
         ),
         "/v1/cookie-sync": _op("Link a first-party cookie to another id", by_name["CookieSync"]),
         "/v1/consent": _op("Grant or revoke consent for a purpose", by_name["Consent"]),
         "/v1/support": _op("A complaint, question or compliment", by_name["Support"]),
         "/v1/pos/transactions": _op(
             "Store receipts (one object or an array)",
-            {"oneOf": [by_name["PosTransaction"], {"type": "array", "items": by_name["PosTransaction"]}]},
+            {
+                "oneOf": [
+                    by_name["PosTransaction"],
+                    {"type": "array", "items": by_name["PosTransaction"]},
+                ]
+            },
         ),
         "/v1/webhooks/sendgrid": _op(
-            "SendGrid Event Webhook (array of events)", {"type": "array", "items": {"type": "object"}}
+            "SendGrid Event Webhook (array of events)",
+            {"type": "array", "items": {"type": "object"}},
         ),
     }
     return {
@@ -93,7 +108,12 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"writeKey": {"type": "http", "scheme": "basic",
-                                             "description": "write key as user name, empty password"}},
+            "securitySchemes": {
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "write key as user name, empty password",
+                }
+            },
         },
     }

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``make bench``: each writes a JSON result file."""

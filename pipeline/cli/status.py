@@ -1,0 +1,83 @@
+"""``crm status``: is everything up, and how much is in it."""
+
+from __future__ import annotations
+
+import httpx
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import Settings
+from pipeline.kafka.topics import TOPICS
+
+
+def _kafka(settings: Settings, table: Table) -> None:
+    from pipeline.kafka.inspect import end_offsets
+    from pipeline.kafka.topics import admin
+
+    try:
+        meta = admin(settings, quiet=True).list_topics(timeout=3)
+    except Exception as exc:
+        table.add_row("kafka", "[red]down", f"{settings.kafka_bootstrap}: {exc}")
+        return
+    table.add_row(
+        "kafka", "[green]up", f"{settings.kafka_bootstrap}, {len(meta.brokers)} broker(s)"
+    )
+    for spec in TOPICS:
+        name = settings.topic(spec.logical)
+        if name not in meta.topics:
+            table.add_row(f"  {name}", "[yellow]missing", "run `crm up`")
+            continue
+        offsets = end_offsets(settings, name)
+        table.add_row(
+            f"  {name}", f"{len(offsets)} partitions", f"{sum(offsets.values()):,} records"
+        )
+
+
+def _redis(settings: Settings, table: Table) -> None:
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        info = client.info()
+        table.add_row(
+            "redis",
+            "[green]up",
+            f"{settings.redis_url}, {client.dbsize():,} keys, "
+            f"{info.get('used_memory_human')} used, aof={info.get('aof_enabled')}",
+        )
+    except redis.RedisError as exc:
+        table.add_row("redis", "[red]down", f"{settings.redis_url}: {exc}")
+
+
+def _clickhouse(settings: Settings, table: Table) -> None:
+    try:
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn)
+        version = client.command("SELECT version()")
+        table.add_row(
+            "clickhouse", "[green]up", f"{settings.clickhouse_dsn} (ClickHouse {version})"
+        )
+        client.close()
+    except Exception as exc:
+        table.add_row("clickhouse", "[red]unavailable", f"{settings.clickhouse_dsn}: {exc}"[:200])
+
+
+def _collector(settings: Settings, table: Table) -> None:
+    url = f"http://{settings.collector_host}:{settings.collector_port}/health"
+    try:
+        httpx.get(url, timeout=1).raise_for_status()
+        table.add_row("collector", "[green]up", url)
+    except httpx.HTTPError:
+        table.add_row("collector", "[dim]not running", url)
+
+
+def render_status(settings: Settings, console: Console) -> None:
+    table = Table(title="crm status")
+    table.add_column("component")
+    table.add_column("state")
+    table.add_column("detail")
+    _kafka(settings, table)
+    _redis(settings, table)
+    _clickhouse(settings, table)
+    _collector(settings, table)
+    console.print(table)

@@ -1,0 +1,32 @@
+"""Test doubles shipped with the package, so agents and routes test without services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from pipeline.errors import TransientError
+from pipeline.kafka.producer import ConfirmedProducer, Record
+
+
+class ListProducer(ConfirmedProducer):
+    """Keeps records in a list; ``fail=True`` behaves like an unreachable broker."""
+
+    def __init__(self, fail: bool = False) -> None:  # no super(): no Kafka client
+        self.records: list[Record] = []
+        self.fail = fail
+
+    def send(self, records: Sequence[Record]) -> Future[int]:
+        future: Future[int] = Future()
+        if self.fail:
+            future.set_exception(TransientError("kafka: broker unreachable (test)"))
+        else:
+            self.records.extend(records)
+            future.set_result(0)
+        return future
+
+    def close(self, timeout: float = 10.0) -> int:
+        return 0
+
+    def on(self, topic_suffix: str) -> list[Record]:
+        return [r for r in self.records if r.topic.endswith(topic_suffix)]

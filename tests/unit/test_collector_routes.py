@@ -1,0 +1,191 @@
+import base64
+import gzip
+
+import msgspec
+import pytest
+from starlette.testclient import TestClient
+
+from pipeline.config import Settings
+from pipeline.sources.collector.app import create_app
+from pipeline.testing import ListProducer
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"k1:").decode()}
+
+
+@pytest.fixture
+def producer():
+    return ListProducer()
+
+
+@pytest.fixture
+def client(producer):
+    settings = Settings(
+        write_keys="k1,k2", max_event_bytes=2000, max_batch_bytes=20_000, topic_prefix="t."
+    )
+    with TestClient(create_app(settings, producer)) as c:
+        yield c
+
+
+def test_track_is_published_keyed_by_strongest_identifier(client, producer):
+    r = client.post(
+        "/v1/track", json={"userId": "u1", "anonymousId": "a", "event": "Signed Up"}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.json() == {"success": True, "accepted": 1, "rejected": []}
+    (rec,) = producer.records
+    assert rec.topic == "t.events" and rec.key == b"user_id:u1"
+    body = msgspec.json.decode(rec.value)
+    assert body["type"] == "track" and body["receivedAt"] and body["messageId"].startswith("gen-")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(b"nope:").decode()},
+        {"Authorization": "Basic !!!"},
+    ],
+)
+def test_write_key_is_required(client, producer, headers):
+    r = client.post("/v1/track", json={"userId": "u", "event": "x"}, headers=headers)
+    assert r.status_code == 401
+    assert producer.records == []
+
+
+def test_write_key_in_body_like_analytics_js(client, producer):
+    r = client.post(
+        "/v1/batch",
+        content=msgspec.json.encode(
+            {"writeKey": "k2", "batch": [{"type": "page", "anonymousId": "a"}]}
+        ),
+        headers={"content-type": "text/plain"},
+    )
+    assert r.status_code == 200 and len(producer.records) == 1
+
+
+def test_batch_accepts_valid_and_reports_invalid_by_index(client, producer):
+    r = client.post(
+        "/v1/batch",
+        json={
+            "batch": [
+                {"type": "page", "anonymousId": "a"},
+                {"type": "track", "anonymousId": "a"},
+                {"type": "identify", "userId": "u", "traits": {"email": "bad"}},
+            ]
+        },
+        headers=AUTH,
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 1
+    assert [(x["index"], x["type"]) for x in body["rejected"]] == [(1, "schema"), (2, "identifier")]
+    assert len(producer.on(".events")) == 1
+    dlq = producer.on(".events.dlq")
+    assert len(dlq) == 2
+    headers = dict(dlq[0].headers or [])
+    assert headers["crm.error.index"] == b"1" and b"event" in headers["crm.error.reason"]
+    assert msgspec.json.decode(dlq[0].value) == {"type": "track", "anonymousId": "a"}
+
+
+def test_malformed_body_is_400_and_dead_lettered(client, producer):
+    r = client.post("/v1/batch", content=b'{"batch": [', headers=AUTH)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]["message"]
+    (rec,) = producer.records
+    assert rec.topic == "t.events.dlq" and rec.value == b'{"batch": ['
+
+
+def test_all_invalid_batch_is_400(client):
+    r = client.post("/v1/batch", json={"batch": [{"type": "nope"}]}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["rejected"][0]["index"] == 0
+
+
+def test_single_invalid_event_is_400_with_reason(client, producer):
+    r = client.post("/v1/page", json={"name": "home"}, headers=AUTH)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "page: one of userId or anonymousId is required"
+    assert len(producer.on(".events.dlq")) == 1
+
+
+def test_oversized_body_is_413_and_oversized_event_is_rejected(client, producer):
+    r = client.post("/v1/batch", content=b"x" * 30_000, headers=AUTH)
+    assert r.status_code == 413
+    big = {"type": "track", "userId": "u", "event": "x", "properties": {"blob": "y" * 3000}}
+    r = client.post(
+        "/v1/batch", json={"batch": [big, {"type": "page", "userId": "u"}]}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.json()["rejected"][0]["type"] == "too_large"
+    r = client.post("/v1/track", json=big, headers=AUTH)
+    assert r.status_code == 413
+
+
+def test_gzip_bodies_are_accepted_and_gzip_bombs_are_413(client, producer):
+    body = gzip.compress(msgspec.json.encode({"batch": [{"type": "page", "userId": "u"}]}))
+    r = client.post("/v1/batch", content=body, headers={**AUTH, "content-encoding": "gzip"})
+    assert r.status_code == 200
+    bomb = gzip.compress(b"[" + b" " * 200_000 + b"]")
+    r = client.post("/v1/batch", content=bomb, headers={**AUTH, "content-encoding": "gzip"})
+    assert r.status_code == 413
+
+
+def test_kafka_unavailable_is_503_and_nothing_is_acknowledged():
+    settings = Settings(write_keys="k1")
+    with TestClient(create_app(settings, ListProducer(fail=True))) as c:
+        r = c.post("/v1/track", json={"userId": "u", "event": "x"}, headers=AUTH)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["success"] is False
+
+
+def test_cors_preflight_for_browser_trackers(client):
+    r = client.options(
+        "/v1/batch",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
+    )
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+
+
+def test_sendgrid_webhook_and_pos_array(client, producer):
+    r = client.post(
+        "/v1/webhooks/sendgrid",
+        json=[
+            {"email": "a@b.co", "event": "open", "timestamp": 1700000000, "sg_event_id": "e1"},
+            {"email": "a@b.co", "event": "weird", "timestamp": 1700000000},
+        ],
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 1 and len(r.json()["rejected"]) == 1
+    pos = {
+        "transactionId": "t1",
+        "storeId": "s1",
+        "loyaltyId": "LC1",
+        "items": [{"sku": "a", "price": 1}],
+        "total": 1,
+    }
+    r = client.post("/v1/pos/transactions", json=[pos, pos], headers=AUTH)
+    assert r.status_code == 200 and r.json()["accepted"] == 2
+    keys = {rec.key for rec in producer.on(".events")}
+    assert b"loyalty_id:LC1" in keys
+
+
+def test_openapi_document_lists_every_endpoint(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    for path in [
+        "/v1/track",
+        "/v1/batch",
+        "/v1/webhooks/sendgrid",
+        "/v1/pos/transactions",
+        "/v1/cookie-sync",
+        "/v1/consent",
+        "/v1/support",
+    ]:
+        assert path in doc["paths"]
+    assert "PosTransaction" in doc["components"]["schemas"]
+
+
+def test_metrics_endpoint(client):
+    client.post("/v1/track", json={"userId": "u", "event": "x"}, headers=AUTH)
+    text = client.get("/metrics").text
+    assert "crm_events_in_total" in text and "crm_http_request_seconds" in text
