@@ -1,0 +1,163 @@
+"""``fold(profile, event)``: what one event contributes to a customer's profile.
+
+Implemented as ``combine(profile, contribution(event))`` for the order-independent
+parts, so folding and merging cannot disagree: a profile is the combine of its
+events' contributions, in any order, each event id once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.events import (
+    CHANNEL_BY_TYPE,
+    Consent,
+    Email,
+    Event,
+    Identify,
+    Page,
+    PosTransaction,
+    Screen,
+    Support,
+    Track,
+    event_type,
+)
+from pipeline.transforms.profile import (
+    Lww,
+    Profile,
+    Session,
+    Span,
+    Spend,
+    combine,
+)
+
+WEB_TYPES = (Page, Screen, Track)
+
+
+@dataclass(frozen=True)
+class FoldRules:
+    """Business rules the fold needs; loyalty accrual is configurable per deployment."""
+
+    points_per_currency_unit: float = 1.0
+
+
+DEFAULT_RULES = FoldRules()
+
+
+def cents(value: object) -> int:
+    try:
+        return round(float(value) * 100)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def event_time_ms(event: Event) -> int:
+    ts = event.timestamp or event.received_at
+    return int(ts.timestamp() * 1000) if ts else 0
+
+
+@dataclass(frozen=True)
+class _Line:
+    sku: str
+    category: str | None
+    brand: str | None
+    quantity: int
+    cents: int
+
+
+def _spend(keys: list[tuple[str | None, int]]) -> dict[str, Spend]:
+    out: dict[str, Spend] = {}
+    for key, amount in keys:
+        if key:
+            cur = out.get(key, Spend(0, 0))
+            out[key] = Spend(cur.count + 1, cur.cents + amount)
+    return out
+
+
+def _purchase(p: Profile, t: int, total_cents: int, lines: list[_Line], rules: FoldRules) -> None:
+    p.orders = 1
+    p.revenue_cents = total_cents
+    p.purchase_times = [t]
+    p.categories = _spend([(li.category, li.cents) for li in lines])
+    p.brands = _spend([(li.brand, li.cents) for li in lines])
+    skus: dict[str, int] = {}
+    for li in lines:
+        if li.sku:
+            skus[li.sku] = skus.get(li.sku, 0) + li.quantity
+    p.skus_bought = skus
+    p.points_earned = int(total_cents * rules.points_per_currency_unit) // 100
+
+
+def _web_line(prod: dict[str, object]) -> _Line:
+    qty = prod.get("quantity")
+    quantity = qty if isinstance(qty, int) and qty > 0 else 1
+    return _Line(
+        sku=str(prod.get("sku") or prod.get("product_id") or ""),
+        category=str(prod["category"]) if prod.get("category") else None,
+        brand=str(prod["brand"]) if prod.get("brand") else None,
+        quantity=quantity,
+        cents=cents(prod.get("price")) * quantity,
+    )
+
+
+def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULES) -> Profile:
+    """The profile of a customer who did exactly this one event."""
+    t = event_time_ms(event)
+    eid = event.message_id or ""
+    kind = event_type(event)
+    channel = CHANNEL_BY_TYPE.get(kind, kind)
+    p = Profile(customer_id=customer_id, version=1, events=1, seen={eid: t}, first_seen=t, last_seen=t)
+    p.identifiers = {k: [v] for k, v in sorted(event.identities.items())}
+    p.channels = {channel: Span(t, t, 1)}
+    label = f"{kind}:{event.event}" if isinstance(event, Track) else kind
+    p.counts = {label: 1}
+
+    if isinstance(event, WEB_TYPES):
+        is_page = isinstance(event, Page | Screen)
+        product = isinstance(event, Track) and event.event == "Product Viewed"
+        p.sessions = [Session(t, t, 1, int(is_page), int(product))]
+        p.page_views = int(is_page)
+    if isinstance(event, Track):
+        props = event.properties
+        sku = str(props.get("sku") or props.get("product_id") or "")
+        if event.event == "Product Viewed" and sku:
+            p.product_views = {sku: 1}
+        elif event.event == "Product Added":
+            p.cart_adds = 1
+            p.cart_cents = _web_line(props).cents
+        elif event.event == "Order Completed":
+            products = props.get("products") or []
+            lines = [_web_line(prod) for prod in products if isinstance(prod, dict)]
+            total = cents(props.get("revenue") if props.get("revenue") is not None else props.get("total"))
+            _purchase(p, t, total, lines, rules)
+    elif isinstance(event, Identify):
+        p.traits = {k: Lww(v, t, eid) for k, v in event.traits.items()}
+    elif isinstance(event, PosTransaction):
+        pos_lines = [
+            _Line(li.sku, li.category, li.brand, li.quantity, cents(li.price) * li.quantity)
+            for li in event.items
+        ]
+        _purchase(p, t, cents(event.total), pos_lines, rules)
+        p.stores = {event.store_id: 1}
+        p.points_redeemed = event.points_redeemed
+    elif isinstance(event, Email):
+        p.email = {event.campaign_id or "(none)": {event.action: 1}}
+    elif isinstance(event, Consent):
+        p.consent = {event.purpose: Lww(event.status, t, eid)}
+    elif isinstance(event, Support):
+        p.support = {event.kind: 1}
+        if event.kind == "complaint":
+            p.complaint_topics = {event.topic: 1}
+        p.cases = {event.case_id or eid: Lww(f"{event.kind}:{event.status}", t, eid)}
+    return p
+
+
+def is_duplicate(profile: Profile, event: Event) -> bool:
+    return bool(event.message_id) and event.message_id in profile.seen
+
+
+def fold(profile: Profile, event: Event, rules: FoldRules = DEFAULT_RULES) -> Profile:
+    """Apply one event; a duplicate (same event id within the dedupe window) changes nothing."""
+    if is_duplicate(profile, event):
+        return profile
+    return combine(profile, contribution(event, profile.customer_id, rules))
