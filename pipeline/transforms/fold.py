@@ -106,7 +106,9 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
     eid = event.message_id or ""
     kind = event_type(event)
     channel = CHANNEL_BY_TYPE.get(kind, kind)
-    p = Profile(customer_id=customer_id, version=1, events=1, seen={eid: t}, first_seen=t, last_seen=t)
+    p = Profile(
+        customer_id=customer_id, version=1, events=1, seen={eid: t}, first_seen=t, last_seen=t
+    )
     p.identifiers = {k: [v] for k, v in sorted(event.identities.items())}
     p.channels = {channel: Span(t, t, 1)}
     label = f"{kind}:{event.event}" if isinstance(event, Track) else kind
@@ -128,7 +130,9 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
         elif event.event == "Order Completed":
             products = props.get("products") or []
             lines = [_web_line(prod) for prod in products if isinstance(prod, dict)]
-            total = cents(props.get("revenue") if props.get("revenue") is not None else props.get("total"))
+            total = cents(
+                props.get("revenue") if props.get("revenue") is not None else props.get("total")
+            )
             _purchase(p, t, total, lines, rules)
     elif isinstance(event, Identify):
         p.traits = {k: Lww(v, t, eid) for k, v in event.traits.items()}

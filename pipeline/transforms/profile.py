@@ -129,7 +129,11 @@ def add_spend(a: dict[str, Spend], b: dict[str, Spend]) -> dict[str, Spend]:
     out = {k: Spend(v.count, v.cents) for k, v in a.items()}
     for k, v in b.items():
         cur = out.get(k)
-        out[k] = Spend(v.count, v.cents) if cur is None else Spend(cur.count + v.count, cur.cents + v.cents)
+        out[k] = (
+            Spend(v.count, v.cents)
+            if cur is None
+            else Spend(cur.count + v.count, cur.cents + v.cents)
+        )
     return out
 
 
@@ -215,7 +219,8 @@ def combine(a: Profile, b: Profile) -> Profile:
         for k in sorted(set(a.identifiers) | set(b.identifiers))
     }
     email = {
-        c: add_counts(a.email.get(c, {}), b.email.get(c, {})) for c in sorted(set(a.email) | set(b.email))
+        c: add_counts(a.email.get(c, {}), b.email.get(c, {}))
+        for c in sorted(set(a.email) | set(b.email))
     }
     return Profile(
         customer_id=a.customer_id,

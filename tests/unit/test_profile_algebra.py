@@ -22,39 +22,81 @@ def canon(p: Profile) -> bytes:
 
 times = st.integers(min_value=0, max_value=5 * 24 * 3600).map(lambda s: BASE + timedelta(seconds=s))
 cats = st.sampled_from(["shoes", "books", "home"])
-ids = st.fixed_dictionaries({}, optional={"anonymous_id": st.sampled_from(["ck1", "ck2"]),
-                                          "user_id": st.just("u1"), "email": st.just("e" * 64)})
+ids = st.fixed_dictionaries(
+    {},
+    optional={
+        "anonymous_id": st.sampled_from(["ck1", "ck2"]),
+        "user_id": st.just("u1"),
+        "email": st.just("e" * 64),
+    },
+)
 
 
 @st.composite
 def events(draw: st.DrawFn, n: int = 0):
-    kind = draw(st.sampled_from(["page", "view", "add", "order", "identify", "pos", "email", "consent",
-                                 "support"]))
-    common = {"message_id": f"m{n}", "timestamp": draw(times), "identities": draw(ids), "anonymous_id": "ck1"}
+    kind = draw(
+        st.sampled_from(
+            ["page", "view", "add", "order", "identify", "pos", "email", "consent", "support"]
+        )
+    )
+    common = {
+        "message_id": f"m{n}",
+        "timestamp": draw(times),
+        "identities": draw(ids),
+        "anonymous_id": "ck1",
+    }
     price = draw(st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda x: round(x, 2)))
     if kind == "page":
         return Page(name="home", **common)
     if kind == "view":
-        return Track(event="Product Viewed", properties={"sku": draw(st.sampled_from(["A", "B"]))}, **common)
+        return Track(
+            event="Product Viewed", properties={"sku": draw(st.sampled_from(["A", "B"]))}, **common
+        )
     if kind == "add":
-        return Track(event="Product Added", properties={"sku": "A", "price": price, "quantity": 2}, **common)
+        return Track(
+            event="Product Added", properties={"sku": "A", "price": price, "quantity": 2}, **common
+        )
     if kind == "order":
-        return Track(event="Order Completed", properties={
-            "order_id": f"o{n}", "revenue": price,
-            "products": [{"sku": "A", "price": price, "category": draw(cats), "brand": "Nike"}]}, **common)
+        return Track(
+            event="Order Completed",
+            properties={
+                "order_id": f"o{n}",
+                "revenue": price,
+                "products": [{"sku": "A", "price": price, "category": draw(cats), "brand": "Nike"}],
+            },
+            **common,
+        )
     if kind == "identify":
-        return Identify(traits={"city": draw(st.sampled_from(["Vilnius", "Riga"])), "plan": "gold"}, **common)
+        return Identify(
+            traits={"city": draw(st.sampled_from(["Vilnius", "Riga"])), "plan": "gold"}, **common
+        )
     if kind == "pos":
-        return PosTransaction(transaction_id=f"t{n}", store_id=draw(st.sampled_from(["s1", "s2"])),
-                              items=[LineItem(sku="B", category=draw(cats), price=price, quantity=1)],
-                              total=price, points_redeemed=draw(st.integers(0, 50)), loyalty_id="L1", **common)
+        return PosTransaction(
+            transaction_id=f"t{n}",
+            store_id=draw(st.sampled_from(["s1", "s2"])),
+            items=[LineItem(sku="B", category=draw(cats), price=price, quantity=1)],
+            total=price,
+            points_redeemed=draw(st.integers(0, 50)),
+            loyalty_id="L1",
+            **common,
+        )
     if kind == "email":
-        return Email(action=draw(st.sampled_from(["sent", "open", "click"])), campaign_id="c1", email="x@y.z",
-                     **common)
+        return Email(
+            action=draw(st.sampled_from(["sent", "open", "click"])),
+            campaign_id="c1",
+            email="x@y.z",
+            **common,
+        )
     if kind == "consent":
-        return Consent(purpose="email_marketing", status=draw(st.sampled_from(["granted", "revoked"])),
-                       user_id="u1", **common)
-    return Support(kind="complaint", topic=draw(st.sampled_from(["refund", "late"])), user_id="u1", **common)
+        return Consent(
+            purpose="email_marketing",
+            status=draw(st.sampled_from(["granted", "revoked"])),
+            user_id="u1",
+            **common,
+        )
+    return Support(
+        kind="complaint", topic=draw(st.sampled_from(["refund", "late"])), user_id="u1", **common
+    )
 
 
 @st.composite
