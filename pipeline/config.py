@@ -29,6 +29,22 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="crm.", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_prefix: str = Field(default="crm:", description="Prefix of every Redis key")
+    identity_rules: Path = Field(
+        default=REPO_ROOT / "config" / "identity_rules.yaml", description="Identity rules file"
+    )
+    worker_id: str = Field(default="crm", description="Faust application id (consumer group)")
+    worker_name: str = Field(default="w1", description="This worker's name (its local state dir)")
+    metrics_port: int = Field(default=0, description="Prometheus port of a worker (0: off)")
+    worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
+    worker_batch_ms: int = Field(default=50, ge=1, description="Longest wait to fill a batch")
+    table_store: str = Field(
+        default="rocksdb://", description="Faust table store (rocksdb:// or memory://)"
+    )
+    api_host: str = Field(
+        default="127.0.0.1", description="Profile/personalization API bind address"
+    )
+    api_port: int = Field(default=8090, description="Profile/personalization API port")
     clickhouse_url: str = Field(
         default="", description="chdb:///path (embedded) or http://host:8123 (server)"
     )

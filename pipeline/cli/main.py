@@ -104,6 +104,19 @@ def simulate(
     print_sim_stats(stats, console)
 
 
+@app.command()
+def worker(name: str = typer.Option(None, help="Worker name (default CRM_WORKER_NAME)")) -> None:
+    """Run a stream worker (identity + profiles); start several for more throughput."""
+    import os
+
+    if name:
+        os.environ["CRM_WORKER_NAME"] = name
+        get_settings.cache_clear()
+    from pipeline.worker.main import run_worker
+
+    run_worker(get_settings())
+
+
 @import_app.command("pos")
 def import_pos(
     file: Path = typer.Argument(

@@ -1,0 +1,1 @@
+"""State kept outside Kafka: the identity graph in Redis."""

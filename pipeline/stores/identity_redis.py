@@ -1,0 +1,166 @@
+"""The identity graph in Redis, shared by every worker.
+
+Why Redis and not a Faust table: an event links identifiers that hash to
+different partitions, so a partitioned graph would need a multi-step
+re-partition protocol for every link. In Redis one optimistic transaction
+(WATCH the identifier keys and the customers' member sets, decide with the pure
+rules, MULTI/EXEC the changes) makes each decision atomic across workers; a
+conflicting concurrent change makes EXEC fail and the decision is retried on
+fresh data.
+
+Keys (under the configured prefix):
+  id:<kind>:<value>         -> customer id
+  cust:<id>:ids             -> set of "<kind>\\x1f<value>"
+  cust:<id>:merged_into     -> survivor, for absorbed customers
+  evt:<event id>            -> customer the event was assigned to (dedupe window TTL),
+                               so a replayed event goes where it went the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from pipeline.transforms.identity import Decision, Ident, Rules, decide
+
+SEP = "\x1f"
+ASSIGNMENT_TTL_S = 30 * 24 * 3600
+
+
+@dataclass
+class Resolution:
+    customer_id: str | None
+    decision: Decision | None = None  # None on the fast path (nothing changed)
+    replayed: bool = False
+
+
+class RedisIdentityGraph:
+    def __init__(self, client: aioredis.Redis, prefix: str, rules: Rules) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.rules = rules
+
+    def id_key(self, ident: Ident) -> str:
+        return f"{self.prefix}id:{ident[0]}:{ident[1]}"
+
+    def members_key(self, customer_id: str) -> str:
+        return f"{self.prefix}cust:{customer_id}:ids"
+
+    def merged_key(self, customer_id: str) -> str:
+        return f"{self.prefix}cust:{customer_id}:merged_into"
+
+    def evt_key(self, event_id: str) -> str:
+        return f"{self.prefix}evt:{event_id}"
+
+    async def resolve_batch(
+        self, items: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[Resolution]:
+        """Resolve (event id, identities) pairs in order; one round trip when nothing changes."""
+        usable = [self.rules.usable(ids) for _, ids in items]
+        keys = [self.evt_key(eid) for eid, _ in items]
+        id_keys = sorted({self.id_key(i) for ids in usable for i in ids})
+        values = await self.r.mget(keys + id_keys) if keys or id_keys else []
+        assigned = values[: len(keys)]
+        owners = dict(zip(id_keys, values[len(keys) :], strict=True))
+        touched: set[str] = set()
+        out: list[Resolution] = []
+        for (eid, identities), ids, prior in zip(items, usable, assigned, strict=True):
+            if prior is not None:
+                out.append(Resolution(_s(prior), replayed=True))
+                continue
+            id_keys_here = [self.id_key(i) for i in ids]
+            found = {owners.get(k) for k in id_keys_here}
+            if (
+                ids
+                and len(found) == 1
+                and None not in found
+                and not touched.intersection(id_keys_here)
+            ):
+                owner = found.pop()
+                out.append(Resolution(_s(owner) if owner else None))
+                continue
+            decision = await self.resolve_one(identities)
+            touched.update(id_keys_here)
+            out.append(Resolution(decision.customer_id, decision))
+        pipe = self.r.pipeline(transaction=False)
+        for (eid, _), res in zip(items, out, strict=True):
+            if res.customer_id and not res.replayed:
+                pipe.set(self.evt_key(eid), res.customer_id, ex=ASSIGNMENT_TTL_S, nx=True)
+        await pipe.execute()
+        return out
+
+    async def resolve_one(self, identities: Mapping[str, str], attempts: int = 50) -> Decision:
+        ids = self.rules.usable(identities)
+        id_keys = [self.id_key(i) for i in ids]
+        for _ in range(attempts):
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    if id_keys:
+                        await pipe.watch(*id_keys)
+                    raw_owners = await pipe.mget(id_keys) if id_keys else []
+                    owners = {i: _s(o) if o else None for i, o in zip(ids, raw_owners, strict=True)}
+                    candidates = sorted({o for o in owners.values() if o})
+                    members: dict[str, dict[str, set[str]]] = {}
+                    if candidates:
+                        await pipe.watch(*[self.members_key(c) for c in candidates])
+                        for c in candidates:
+                            members[c] = _parse_members(await pipe.smembers(self.members_key(c)))
+                    decision = decide(identities, owners, members, self.rules)
+                    if decision.changes_graph:
+                        pipe.multi()
+                        self._apply(pipe, decision, members)
+                        await pipe.execute()
+                    else:
+                        await pipe.unwatch()
+                    return decision
+                except WatchError:
+                    continue
+        raise RuntimeError(f"identity resolution did not converge after {attempts} attempts")
+
+    def _apply(
+        self, pipe: aioredis.client.Pipeline, d: Decision, members: dict[str, dict[str, set[str]]]
+    ) -> None:
+        assert d.customer_id is not None
+        cid = d.customer_id
+        target = self.members_key(cid)
+        for ident in d.attach:
+            pipe.set(self.id_key(ident), cid)
+            pipe.sadd(target, SEP.join(ident))
+        for absorbed, _via in d.merges:
+            for kind, values in members.get(absorbed, {}).items():
+                for value in values:
+                    pipe.set(self.id_key((kind, value)), cid)
+                    pipe.sadd(target, f"{kind}{SEP}{value}")
+            pipe.delete(self.members_key(absorbed))
+            pipe.set(self.merged_key(absorbed), cid)
+        for ident, previous in d.moves:
+            pipe.set(self.id_key(ident), cid)
+            pipe.srem(self.members_key(previous), SEP.join(ident))
+            pipe.sadd(target, SEP.join(ident))
+
+    async def lookup(self, ident: Ident) -> str | None:
+        owner = await self.r.get(self.id_key(ident))
+        return _s(owner) if owner else None
+
+    async def survivor(self, customer_id: str, max_hops: int = 20) -> str:
+        for _ in range(max_hops):
+            nxt = await self.r.get(self.merged_key(customer_id))
+            if not nxt:
+                return customer_id
+            customer_id = _s(nxt)
+        return customer_id
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse_members(raw: set[bytes] | set[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for item in raw:
+        kind, _, value = _s(item).partition(SEP)
+        out.setdefault(kind, set()).add(value)
+    return out

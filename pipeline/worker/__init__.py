@@ -1,0 +1,1 @@
+"""The stream processors: identity and profile stages, wired into a Faust app."""
