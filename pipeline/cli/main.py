@@ -105,6 +105,29 @@ def simulate(
 
 
 @app.command()
+def api(
+    host: str = typer.Option(None, help="Bind address (default CRM_API_HOST)"),
+    port: int = typer.Option(None, help="Port (default CRM_API_PORT)"),
+) -> None:
+    """Run the profile lookup API (reads Redis only)."""
+    import uvicorn
+
+    from pipeline.api.app import create_app
+
+    settings = get_settings()
+    configure(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
 def worker(name: str = typer.Option(None, help="Worker name (default CRM_WORKER_NAME)")) -> None:
     """Run a stream worker (identity + profiles); start several for more throughput."""
     import os

@@ -67,7 +67,7 @@ class RedisIdentityGraph:
         owners = dict(zip(id_keys, values[len(keys) :], strict=True))
         touched: set[str] = set()
         out: list[Resolution] = []
-        for (eid, identities), ids, prior in zip(items, usable, assigned, strict=True):
+        for (_eid, identities), ids, prior in zip(items, usable, assigned, strict=True):
             if prior is not None:
                 out.append(Resolution(_s(prior), replayed=True))
                 continue
@@ -158,7 +158,7 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse_members(raw: set[bytes] | set[str]) -> dict[str, set[str]]:
+def _parse_members(raw: set[bytes | str] | set[bytes] | set[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for item in raw:
         kind, _, value = _s(item).partition(SEP)

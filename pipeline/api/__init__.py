@@ -1,0 +1,1 @@
+"""Read APIs served from Redis only: profile lookups (and personalization, later)."""

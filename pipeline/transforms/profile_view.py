@@ -1,0 +1,96 @@
+"""What API clients see: the stored profile plus derived marketing fields.
+
+Derived values that depend on "now" (recency) are computed at read time, so a
+profile read a week after the last event still says a week.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.transforms.profile import Profile
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def _iso(ms: int | None) -> str | None:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat() if ms is not None else None
+
+
+def _top(spend: dict[str, Any], n: int = 5) -> list[dict[str, Any]]:
+    ranked = sorted(spend.items(), key=lambda kv: (-kv[1].cents, kv[0]))[:n]
+    return [{"name": k, "purchases": v.count, "revenue": v.cents / 100} for k, v in ranked]
+
+
+def render(p: Profile, now_ms: int) -> dict[str, Any]:
+    email_totals: dict[str, int] = {}
+    for actions in p.email.values():
+        for action, n in actions.items():
+            email_totals[action] = email_totals.get(action, 0) + n
+    gaps = [b - a for a, b in zip(p.purchase_times, p.purchase_times[1:], strict=False)]
+    open_cases = [k for k, v in p.cases.items() if str(v.value).endswith(":open")]
+    return {
+        "customer_id": p.customer_id,
+        "version": p.version,
+        "identifiers": p.identifiers,
+        "traits": {k: v.value for k, v in sorted(p.traits.items())},
+        "consent": {k: v.value for k, v in sorted(p.consent.items())},
+        "first_seen": _iso(p.first_seen),
+        "last_seen": _iso(p.last_seen),
+        "channels": {
+            k: {"first": _iso(v.first), "last": _iso(v.last), "events": v.count}
+            for k, v in sorted(p.channels.items())
+        },
+        "events": p.events,
+        "web": {
+            "sessions": len(p.sessions),
+            "page_views": p.page_views,
+            "products_viewed": dict(sorted(p.product_views.items(), key=lambda kv: -kv[1])[:20]),
+            "cart_adds": p.cart_adds,
+            "cart_value": p.cart_cents / 100,
+            "last_session": (
+                {
+                    "start": _iso(p.sessions[-1].start),
+                    "end": _iso(p.sessions[-1].end),
+                    "pages": p.sessions[-1].pages,
+                }
+                if p.sessions
+                else None
+            ),
+        },
+        "purchases": {
+            "orders": p.orders,
+            "revenue": p.revenue_cents / 100,
+            "average_order_value": round(p.revenue_cents / p.orders / 100, 2) if p.orders else 0.0,
+            "first_purchase": _iso(p.purchase_times[0]) if p.purchase_times else None,
+            "last_purchase": _iso(p.purchase_times[-1]) if p.purchase_times else None,
+            "mean_days_between_purchases": round(sum(gaps) / len(gaps) / DAY_MS, 2)
+            if gaps
+            else None,
+            "top_categories": _top(p.categories),
+            "top_brands": _top(p.brands),
+            "stores": p.stores,
+        },
+        "rfm": {
+            "recency_days": round((now_ms - p.purchase_times[-1]) / DAY_MS, 2)
+            if p.purchase_times
+            else None,
+            "frequency": p.orders,
+            "monetary": p.revenue_cents / 100,
+        },
+        "email": {"totals": email_totals, "campaigns": p.email},
+        "support": {
+            "contacts": p.support,
+            "complaint_topics": p.complaint_topics,
+            "open_cases": len(open_cases),
+        },
+        "loyalty": {
+            "cards": p.identifiers.get("loyalty_id", []),
+            "points_earned": p.points_earned,
+            "points_redeemed": p.points_redeemed,
+            "points_balance": p.points_earned - p.points_redeemed,
+        },
+        "scores": {k: v.value for k, v in sorted(p.scores.items())},
+        "merged_customers": [m.split(">", 1)[0] for m in p.merges],
+    }
