@@ -173,7 +173,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/profiles/by/{identifier_type}/{value}": {
             "get": {
-                "summary": "Profile by any identifier; emails and phones are hashed like the collector does",
+                "summary": "Profile by any identifier (emails and phones hashed as by the collector)",
                 "parameters": [
                     {
                         "name": "identifier_type",

@@ -72,7 +72,7 @@ class Ingestor:
                 if len(raw) > limit:
                     raise TerminalError(f"event is {len(raw)} bytes, limit is {limit}", "too_large")
                 event = decode_event(raw, expected)
-                self._add_valid(out, event, raw, source, batch_sent_at, received_at)
+                self._add_valid(out, event, raw, source, batch_sent_at, received_at, index)
             except TerminalError as exc:
                 self.add_rejected(out, bytes(raw), exc, source, received_at, index)
         return out
@@ -92,7 +92,7 @@ class Ingestor:
                 if isinstance(item, TerminalError):
                     raise item
                 check_rules(item)
-                self._add_valid(out, item, raw, source, None, received_at)
+                self._add_valid(out, item, raw, source, None, received_at, index)
             except TerminalError as exc:
                 self.add_rejected(out, raw, exc, source, received_at, index)
         return out
@@ -105,12 +105,13 @@ class Ingestor:
         source: str,
         batch_sent_at: datetime | None,
         received_at: datetime,
+        index: int,
     ) -> None:
         enriched = enrich(
             event,
             received_at=received_at,
             source=source,
-            message_id=event.message_id or stable_message_id(raw, source),
+            message_id=event.message_id or stable_message_id(raw, source, index),
             batch_sent_at=batch_sent_at,
             salt=self._salt,
             hash_pii=self.settings.hash_pii,

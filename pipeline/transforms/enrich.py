@@ -33,11 +33,15 @@ def corrected_time(
     return timestamp + (received_at - sent_at)
 
 
-def stable_message_id(raw: bytes | memoryview, source: str) -> str:
-    """A deterministic id for events sent without messageId, so retries dedupe."""
-    return (
-        "gen-" + hashlib.blake2b(bytes(raw), digest_size=16, key=source.encode()[:64]).hexdigest()
-    )
+def stable_message_id(raw: bytes | memoryview, source: str, index: int = 0) -> str:
+    """A deterministic id for events sent without messageId, so retries dedupe.
+
+    The position in the request is part of it: two identical events in one batch
+    are two events, while a retried request yields the same ids again.
+    """
+    digest = hashlib.blake2b(bytes(raw), digest_size=16, key=source.encode()[:64])
+    digest.update(index.to_bytes(4, "big"))
+    return "gen-" + digest.hexdigest()
 
 
 def _hash_traits(

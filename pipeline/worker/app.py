@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.table_store,
-        datadir=str(settings.data_dir / "faust" / settings.worker_name),
+        datadir=str(settings.data_dir / "faust" / settings.worker_id / settings.worker_name),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         producer_acks=-1,

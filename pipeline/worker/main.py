@@ -12,7 +12,9 @@ from pipeline.worker.app import create_app
 
 def run_worker(settings: Settings) -> None:
     configure(settings)
-    (settings.data_dir / "faust" / settings.worker_name).mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "faust" / settings.worker_id / settings.worker_name).mkdir(
+        parents=True, exist_ok=True
+    )
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     app = create_app(settings)

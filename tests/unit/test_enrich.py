@@ -84,3 +84,4 @@ def test_cookie_sync_links_cookie_and_partner_id():
 def test_generated_message_id_is_deterministic():
     assert stable_message_id(b"abc", "batch") == stable_message_id(b"abc", "batch")
     assert stable_message_id(b"abc", "batch") != stable_message_id(b"abd", "batch")
+    assert stable_message_id(b"abc", "batch", 0) != stable_message_id(b"abc", "batch", 1)

@@ -1,0 +1,182 @@
+"""HTTP request in, Redis profile out: identity across channels and the lookup API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.cli.processes import crm_process
+from pipeline.config import Settings
+from tests.integration.conftest import free_port
+
+WRITE = ("it-write-key", "")
+READ = {"Authorization": "Bearer it-read-key"}
+
+
+@pytest.fixture
+def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Collector, one worker and the lookup API on this test's topics and Redis keys."""
+    env = {
+        "CRM_TOPIC_PREFIX": settings.topic_prefix,
+        "CRM_REDIS_PREFIX": settings.topic_prefix,
+        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
+        "CRM_TOPIC_PARTITIONS": "3",
+        "CRM_WORKER_BATCH_MS": "20",
+    }
+    cport, aport = free_port(), free_port()
+    with (
+        crm_process(
+            ["collector", "--port", str(cport)],
+            f"http://127.0.0.1:{cport}/health",
+            tmp_path / "collector.log",
+            env=env,
+        ),
+        crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env),
+        crm_process(
+            ["api", "--port", str(aport)],
+            f"http://127.0.0.1:{aport}/health",
+            tmp_path / "api.log",
+            env=env,
+        ),
+    ):
+        yield {
+            "collector": f"http://127.0.0.1:{cport}",
+            "api": f"http://127.0.0.1:{aport}",
+            "logs": tmp_path,
+        }
+
+
+def wait_for(fetch: Any, done: Any, timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fetch()
+        if done(last):
+            return last
+        time.sleep(0.25)
+    shown = last.text[:800] if isinstance(last, httpx.Response) else last
+    raise AssertionError(f"condition not met within {timeout}s; last value: {shown}")
+
+
+def test_one_customer_across_web_store_and_email(pipeline_env):
+    c, api = pipeline_env["collector"], pipeline_env["api"]
+    cookie, email = f"ck-{uuid.uuid4().hex[:8]}", "Jane.Doe@Example.com"
+    page = {"type": "page", "anonymousId": cookie, "name": "home"}
+    view = {
+        "type": "track",
+        "anonymousId": cookie,
+        "event": "Product Viewed",
+        "properties": {"sku": "SKU-1", "category": "shoes"},
+    }
+    assert (
+        httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [page, view, page]}).status_code
+        == 200
+    )
+    # the anonymous visitor gets a profile of their own first
+    anon = wait_for(
+        lambda: httpx.get(f"{api}/v1/profiles/by/anonymous_id/{cookie}", headers=READ),
+        lambda r: r.status_code == 200 and r.json()["events"] == 3,
+    )
+    anon_id = anon.json()["customer_id"]
+
+    ident = {
+        "type": "identify",
+        "anonymousId": cookie,
+        "userId": "jane-1",
+        "traits": {"email": email, "city": "Vilnius"},
+    }
+    assert httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [ident]}).status_code == 200
+    pos = {
+        "transactionId": "t-1",
+        "storeId": "vilnius-01",
+        "loyaltyId": "LC-77",
+        "email": " jane.doe@example.com",
+        "items": [{"sku": "SKU-1", "category": "shoes", "brand": "Ecco", "price": 120.0}],
+        "total": 120.0,
+    }
+    assert httpx.post(f"{c}/v1/pos/transactions", auth=WRITE, json=pos).status_code == 200
+    sg = [
+        {
+            "email": email,
+            "event": "open",
+            "timestamp": int(time.time()),
+            "sg_event_id": uuid.uuid4().hex,
+            "campaign_id": "spring",
+        }
+    ]
+    assert httpx.post(f"{c}/v1/webhooks/sendgrid", auth=WRITE, json=sg).status_code == 200
+
+    def by(kind: str, value: str) -> httpx.Response:
+        return httpx.get(f"{api}/v1/profiles/by/{kind}/{value}", headers=READ)
+
+    full = wait_for(
+        lambda: by("email", email), lambda r: r.status_code == 200 and r.json()["events"] == 6
+    ).json()
+    assert full["customer_id"] == anon_id  # the anonymous profile became the known customer
+    assert full["purchases"]["orders"] == 1 and full["purchases"]["revenue"] == 120.0
+    assert full["web"]["page_views"] == 2 and full["web"]["sessions"] == 1
+    assert full["email"]["totals"] == {"open": 1}
+    assert full["traits"]["city"] == "Vilnius"
+    assert full["loyalty"]["cards"] == ["LC-77"] and full["loyalty"]["points_balance"] == 120
+    assert set(full["identifiers"]) >= {"anonymous_id", "user_id", "email", "loyalty_id"}
+    for kind, value in [
+        ("anonymous_id", cookie),
+        ("loyalty_id", "LC-77"),
+        ("user_id", "jane-1"),
+        ("email", "JANE.DOE@example.com "),
+    ]:
+        r = by(kind, value)
+        assert r.status_code == 200 and r.json()["customer_id"] == anon_id, (kind, r.text)
+    assert httpx.get(f"{api}/v1/profiles/{anon_id}", headers=READ).json()["events"] == 6
+    assert by("email", "nobody@example.com").status_code == 404
+    assert httpx.get(f"{api}/v1/profiles/{anon_id}").status_code == 401
+
+
+def test_two_known_customers_merge_and_the_absorbed_id_resolves_to_the_survivor(pipeline_env):
+    c, api = pipeline_env["collector"], pipeline_env["api"]
+    cookie = f"ck-{uuid.uuid4().hex[:8]}"
+    store = {
+        "transactionId": "t-9",
+        "storeId": "riga-02",
+        "loyaltyId": "LC-9",
+        "email": "max@example.com",
+        "items": [{"sku": "B", "price": 10.0}],
+        "total": 10.0,
+    }
+    assert httpx.post(f"{c}/v1/pos/transactions", auth=WRITE, json=store).status_code == 200
+    web = {
+        "type": "track",
+        "anonymousId": cookie,
+        "event": "Product Added",
+        "properties": {"sku": "B", "price": 10.0},
+    }
+    assert httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [web]}).status_code == 200
+
+    def by(kind: str, value: str) -> httpx.Response:
+        return httpx.get(f"{api}/v1/profiles/by/{kind}/{value}", headers=READ)
+
+    store_c = wait_for(lambda: by("loyalty_id", "LC-9"), lambda r: r.status_code == 200).json()[
+        "customer_id"
+    ]
+    web_c = wait_for(lambda: by("anonymous_id", cookie), lambda r: r.status_code == 200).json()[
+        "customer_id"
+    ]
+    assert store_c != web_c
+    # logging in with the email links the two
+    ident = {"type": "identify", "anonymousId": cookie, "traits": {"email": "max@example.com"}}
+    assert httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [ident]}).status_code == 200
+    merged = wait_for(
+        lambda: by("anonymous_id", cookie),
+        lambda r: r.status_code == 200 and r.json()["events"] == 3,
+    ).json()
+    assert merged["customer_id"] == store_c  # the email's customer survives
+    assert merged["purchases"]["orders"] == 1 and merged["web"]["cart_adds"] == 1
+    assert merged["merged_customers"] == [web_c]
+    absorbed = httpx.get(f"{api}/v1/profiles/{web_c}", headers=READ).json()
+    assert absorbed["customer_id"] == store_c and absorbed["requested"] == web_c
