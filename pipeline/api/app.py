@@ -173,7 +173,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/profiles/by/{identifier_type}/{value}": {
             "get": {
-                "summary": "Profile by any identifier (emails and phones hashed as by the collector)",
+                "summary": "Profile by any identifier (emails, phones hashed as collected)",
                 "parameters": [
                     {
                         "name": "identifier_type",

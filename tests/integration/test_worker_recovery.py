@@ -1,0 +1,194 @@
+"""Crash and scale: SIGKILL a worker mid-stream and add a second one; profiles stay exact.
+
+The reference is a single careful pass with the same pure functions: the
+in-memory identity graph over every event, then a fold per customer. Customer
+ids may differ (which customer survives a merge depends on arrival order), so
+profiles are matched through their identifiers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+
+import msgspec
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.cli.processes import crm_process
+from pipeline.config import Settings
+from pipeline.events import Event
+from pipeline.kafka.inspect import end_offsets, read_range
+from pipeline.kafka.producer import ConfirmedProducer
+from pipeline.sources.ingest import Ingestor
+from pipeline.sources.simulator import Simulator
+from pipeline.transforms.fold import fold
+from pipeline.transforms.identity import MemoryGraph, Rules
+from pipeline.transforms.profile import Profile
+
+
+def workload(settings: Settings, customers: int, touches: int) -> list[list[bytes]]:
+    """Realistic events from the simulator, already validated and enriched, in chunks."""
+    sim = Simulator("http://unused", "k", customers, seed=11, invalid_share=0.0)
+    rng = random.Random(5)
+    for _ in range(touches):
+        sim.touch(rng.choice(sim.customers))
+    ingestor = Ingestor(settings)
+    chunks = []
+    for name in ("batch", "sendgrid", "pos"):
+        items = sim.queues[name]
+        if name == "sendgrid":
+            from pipeline.transforms.sendgrid import to_email_event
+
+            prepared = ingestor.prepare_events(
+                [(msgspec.json.encode(i), to_email_event(i)) for i in items], source="sendgrid"
+            )
+        else:
+            prepared = ingestor.prepare_raw([msgspec.json.encode(i) for i in items], source=name)
+        assert not prepared.rejected, prepared.rejected[:3]
+        chunks.extend(prepared.records[i : i + 200] for i in range(0, len(prepared.records), 200))
+    random.Random(3).shuffle(chunks)
+    return chunks
+
+
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        lag = 0
+        for topic in topics:
+            ends = end_offsets(settings, topic)
+            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+            for tp in committed:
+                lag += ends[tp.partition] - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def reference_profiles(settings: Settings) -> list[Profile]:
+    graph = MemoryGraph(Rules())
+    decoder = msgspec.json.Decoder(Event)
+    assigned: list[tuple[str, Event]] = []
+    for msg in read_range(settings, settings.topic("events")):
+        event = decoder.decode(msg.value())
+        d = graph.resolve(event.identities)
+        assert d.customer_id is not None
+        assigned.append((d.customer_id, event))
+    by_customer: dict[str, Profile] = {}
+    for cid, event in assigned:
+        survivor = graph.survivor(cid)
+        by_customer[survivor] = fold(
+            by_customer.get(survivor) or Profile(customer_id=survivor), event
+        )
+    return list(by_customer.values())
+
+
+COMPARED = (
+    "events",
+    "orders",
+    "revenue_cents",
+    "page_views",
+    "cart_adds",
+    "cart_cents",
+    "email",
+    "support",
+    "consent",
+    "points_earned",
+    "points_redeemed",
+    "categories",
+    "stores",
+    "product_views",
+)
+
+
+def comparable(p: Profile) -> dict:
+    doc = msgspec.to_builtins(p)
+    out = {k: doc.get(k) for k in COMPARED}
+    out["identifiers"] = {k: sorted(v) for k, v in p.identifiers.items()}
+    out["sessions"] = len(p.sessions)
+    out["traits"] = {k: v.value for k, v in p.traits.items()}
+    return out
+
+
+def test_sigkill_and_rebalance_keep_profiles_exact(settings: Settings, tmp_path: Path):
+    group = f"w{uuid.uuid4().hex[:6]}"
+    env = {
+        "CRM_TOPIC_PREFIX": settings.topic_prefix,
+        "CRM_REDIS_PREFIX": settings.topic_prefix,
+        "CRM_WORKER_ID": group,
+        "CRM_TOPIC_PARTITIONS": "3",
+        "CRM_WORKER_BATCH": "200",
+    }
+    chunks = workload(settings, customers=120, touches=1500)
+    producer = ConfirmedProducer(settings.kafka_bootstrap, ack_timeout_ms=30_000)
+
+    def publish() -> None:
+        for chunk in chunks:
+            producer.send_sync(chunk, timeout=60)
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=publish)
+    with ExitStack() as stack:
+        first = stack.enter_context(
+            crm_process(["worker", "--name", "a"], None, tmp_path / "a1.log", env=env)
+        )
+        feeder.start()
+        time.sleep(6)
+        os.kill(first.pid, signal.SIGKILL)  # no shutdown, no final commit, no flush
+        first.wait()
+        stack.enter_context(
+            crm_process(["worker", "--name", "a"], None, tmp_path / "a2.log", env=env)
+        )
+        time.sleep(4)
+        stack.enter_context(
+            crm_process(["worker", "--name", "b"], None, tmp_path / "b.log", env=env)
+        )
+        feeder.join()
+        producer.close()
+        topics = [settings.topic("events"), settings.topic("events.by_customer")]
+        deadline = time.monotonic() + 240
+        while group_lag(settings, group, topics) > 0:
+            assert time.monotonic() < deadline, (
+                f"workers did not catch up (lag {group_lag(settings, group, topics)})"
+            )
+            time.sleep(1)
+        time.sleep(2)
+
+    expected = reference_profiles(settings)
+    r = redis.Redis.from_url(settings.redis_url)
+    decoder = msgspec.json.Decoder(Profile)
+    stored = {}
+    for key in r.scan_iter(f"{settings.topic_prefix}profile:*", count=1000):
+        p = decoder.decode(r.hget(key, "json"))
+        stored[p.customer_id] = p
+    assert (
+        sum(p.events for p in stored.values())
+        == sum(p.events for p in expected)
+        == sum(len(c) for c in chunks)
+    )
+    by_ident: dict[tuple[str, str], str] = {}
+    for cid, p in stored.items():
+        for kind, values in p.identifiers.items():
+            for v in values:
+                by_ident[(kind, v)] = cid
+    mismatches = defaultdict(list)
+    for exp in expected:
+        kind, values = next(iter(sorted(exp.identifiers.items())))
+        got = stored[by_ident[(kind, values[0])]]
+        if comparable(got) != comparable(exp):
+            mismatches[exp.customer_id].append((comparable(got), comparable(exp)))
+    assert not mismatches, next(iter(mismatches.values()))
+    assert len(stored) == len(expected)
