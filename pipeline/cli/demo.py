@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 from rich.console import Console
 from rich.rule import Rule
 
 from pipeline.cli.processes import crm_process
+from pipeline.cli.profiles_report import print_profiles
 from pipeline.cli.report import print_sim_stats, print_topic_summary, summarise_topics
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.kafka.inspect import end_offsets
+from pipeline.kafka.inspect import end_offsets, group_lag
 from pipeline.sources.simulator import Simulator
 
 
@@ -22,6 +24,7 @@ def run_demo(
     subprocess.run([str(REPO_ROOT / "infra" / "services.sh"), "up"], check=True)
     events_start = end_offsets(settings, settings.topic("events"))
     dlq_start = end_offsets(settings, settings.topic("events.dlq"))
+    merges_start = end_offsets(settings, settings.topic("identity.merges"))
 
     base = f"http://{settings.collector_host}:{settings.collector_port}"
     logs = settings.data_dir / "logs"
@@ -32,12 +35,27 @@ def run_demo(
             f"{rate:.0f} events/s, {duration:.0f}s"
         )
     )
-    with crm_process(["collector"], f"{base}/health", logs / "collector.log"):
+    with (
+        crm_process(["worker"], None, logs / "worker.log"),
+        crm_process(["collector"], f"{base}/health", logs / "collector.log"),
+    ):
         sim = Simulator(base, sorted(settings.write_key_set)[0], customers)
         stats = asyncio.run(sim.run(rate, duration))
-    print_sim_stats(stats, console)
+        print_sim_stats(stats, console)
+        console.print(
+            Rule("3. stream workers: identity resolution and profiles (waiting for lag 0)")
+        )
+        topics = [settings.topic("events"), settings.topic("events.by_customer")]
+        deadline = time.monotonic() + 120
+        while (
+            lag := group_lag(settings, settings.worker_id, topics)
+        ) > 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        if lag:
+            console.print(f"[yellow]worker still {lag:,} records behind after 120s")
+    print_profiles(settings, console, merges_start)
 
-    console.print(Rule("3. what the broker holds for this run"))
+    console.print(Rule("4. what the broker holds for this run"))
     summary = summarise_topics(settings, events_start, dlq_start)
     print_topic_summary(summary, console, stats.seconds)
     ok = stats.failed_requests == 0 and summary.total_accepted == stats.accepted

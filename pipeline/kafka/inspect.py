@@ -71,3 +71,24 @@ def read_range(
             raise TimeoutError(f"{topic}: did not reach end offsets {todo} within {timeout}s")
     finally:
         consumer.close()
+
+
+def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
+    """Records not yet committed by a consumer group, summed over the given topics."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        lag = 0
+        for topic in topics:
+            ends = end_offsets(settings, topic)
+            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+            for tp in committed:
+                lag += ends[tp.partition] - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import msgspec
 import redis
-from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.cli.processes import crm_process
 from pipeline.config import Settings
 from pipeline.events import Event
-from pipeline.kafka.inspect import end_offsets, read_range
+from pipeline.kafka.inspect import group_lag, read_range
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.sources.ingest import Ingestor
 from pipeline.sources.simulator import Simulator
@@ -56,26 +55,6 @@ def workload(settings: Settings, customers: int, touches: int) -> list[list[byte
         chunks.extend(prepared.records[i : i + 200] for i in range(0, len(prepared.records), 200))
     random.Random(3).shuffle(chunks)
     return chunks
-
-
-def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        lag = 0
-        for topic in topics:
-            ends = end_offsets(settings, topic)
-            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-            for tp in committed:
-                lag += ends[tp.partition] - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def reference_profiles(settings: Settings) -> list[Profile]:
