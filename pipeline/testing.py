@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import TypeVar
 
 from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.sinks.base import Sink
+
+T = TypeVar("T")
 
 
 class ListProducer(ConfirmedProducer):
@@ -30,3 +34,36 @@ class ListProducer(ConfirmedProducer):
 
     def on(self, topic_suffix: str) -> list[Record]:
         return [r for r in self.records if r.topic.endswith(topic_suffix)]
+
+
+class ListSink(Sink[T]):
+    """Collects flushed items in ``written``."""
+
+    def __init__(self) -> None:
+        self.pending: list[T] = []
+        self.written: list[T] = []
+
+    def add(self, item: T) -> None:
+        self.pending.append(item)
+
+    async def flush(self) -> int:
+        n = len(self.pending)
+        self.written.extend(self.pending)
+        self.pending = []
+        return n
+
+
+class Outbox:
+    """A ``send`` function for stages that records what they send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def __call__(
+        self, topic: str, key: bytes | None, value: bytes, headers: object = None
+    ) -> None:
+        self.sent.append((topic, key, value))
+
+    def take(self) -> list[tuple[str, bytes | None, bytes]]:
+        out, self.sent = self.sent, []
+        return out

@@ -140,6 +140,37 @@ def worker(name: str = typer.Option(None, help="Worker name (default CRM_WORKER_
     run_worker(get_settings())
 
 
+@app.command()
+def forget(
+    customer: str = typer.Option(None, help="Customer id"),
+    identifier: str = typer.Option(None, help="Or an identifier as type:value (e.g. email:a@b.c)"),
+) -> None:
+    """Erase a customer: identity links, profile in the table and in Redis."""
+    from pipeline.stores.forget import forget_customer
+    from pipeline.transforms.identifiers import canonical
+
+    settings = get_settings()
+    if identifier:
+        import redis
+
+        kind, _, value = identifier.partition(":")
+        value = canonical(
+            kind, value, salt=settings.pii_salt.get_secret_value(), hash_pii=settings.hash_pii
+        )
+        owner = redis.Redis.from_url(settings.redis_url).get(
+            f"{settings.redis_prefix}id:{kind}:{value}"
+        )
+        if not owner:
+            console.print(f"[red]no customer with {kind} {value}")
+            raise typer.Exit(1)
+        customer = str(owner)
+    if not customer:
+        console.print("[red]give --customer or --identifier")
+        raise typer.Exit(2)
+    removed = forget_customer(settings, customer)
+    console.print(f"forgot {customer}: removed {len(removed)} identifiers; profile deletion queued")
+
+
 @import_app.command("pos")
 def import_pos(
     file: Path = typer.Argument(
@@ -194,11 +225,23 @@ def demo(
 def bench(
     out: Path = typer.Option(Path("bench-results"), help="Directory for JSON results"),
     events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
+    touches: int = typer.Option(20_000, help="Simulated customer touches for the worker benchmark"),
+    only: str = typer.Option("collector,worker", help="Which benchmarks: collector,worker"),
 ) -> None:
-    """Measure the collector (throughput, p50/p99 latency) and write JSON results."""
-    from pipeline.bench.collector import run_collector_bench
+    """Run benchmarks and write JSON results (one file per benchmark)."""
+    import json
 
-    run_collector_bench(get_settings(), console, out, events)
+    settings = get_settings()
+    out.mkdir(parents=True, exist_ok=True)
+    if "collector" in only:
+        from pipeline.bench.collector import run_collector_bench
+
+        run_collector_bench(settings, console, out, events)
+    if "worker" in only:
+        from pipeline.bench.worker import run_worker_bench
+
+        result = run_worker_bench(settings, console, touches)
+        (out / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,13 @@ def read_range(
 
 def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
     """Records not yet committed by a consumer group, summed over the given topics."""
+    return sum(group_lag_by_partition(settings, group, topics).values())
+
+
+def group_lag_by_partition(
+    settings: Settings, group: str, topics: list[str]
+) -> dict[tuple[str, int], int]:
+    """Uncommitted records per (topic, partition) for a consumer group."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -83,12 +90,12 @@ def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
         }
     )
     try:
-        lag = 0
+        lag: dict[tuple[str, int], int] = {}
         for topic in topics:
             ends = end_offsets(settings, topic)
             committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
             for tp in committed:
-                lag += ends[tp.partition] - max(tp.offset, 0)
+                lag[(topic, tp.partition)] = ends[tp.partition] - max(tp.offset, 0)
         return lag
     finally:
         consumer.close()

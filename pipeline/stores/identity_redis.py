@@ -14,12 +14,15 @@ Keys (under the configured prefix):
   cust:<id>:merged_into     -> survivor, for absorbed customers
   evt:<event id>            -> customer the event was assigned to (dedupe window TTL),
                                so a replayed event goes where it went the first time.
+  evtm:<event id>           -> customers that event's decision absorbed; written in the
+                               same transaction as the graph change, so a worker killed
+                               before its merge commands reached Kafka re-sends them on replay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
@@ -35,6 +38,7 @@ class Resolution:
     customer_id: str | None
     decision: Decision | None = None  # None on the fast path (nothing changed)
     replayed: bool = False
+    replayed_merges: list[str] = field(default_factory=list)
 
 
 class RedisIdentityGraph:
@@ -55,21 +59,30 @@ class RedisIdentityGraph:
     def evt_key(self, event_id: str) -> str:
         return f"{self.prefix}evt:{event_id}"
 
+    def evt_merges_key(self, event_id: str) -> str:
+        return f"{self.prefix}evtm:{event_id}"
+
     async def resolve_batch(
         self, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[Resolution]:
         """Resolve (event id, identities) pairs in order; one round trip when nothing changes."""
         usable = [self.rules.usable(ids) for _, ids in items]
         keys = [self.evt_key(eid) for eid, _ in items]
+        mkeys = [self.evt_merges_key(eid) for eid, _ in items]
         id_keys = sorted({self.id_key(i) for ids in usable for i in ids})
-        values = await self.r.mget(keys + id_keys) if keys or id_keys else []
-        assigned = values[: len(keys)]
-        owners = dict(zip(id_keys, values[len(keys) :], strict=True))
+        values = await self.r.mget(keys + mkeys + id_keys) if keys or id_keys else []
+        n = len(keys)
+        assigned = values[:n]
+        replay_merges = values[n : 2 * n]
+        owners = dict(zip(id_keys, values[2 * n :], strict=True))
         touched: set[str] = set()
         out: list[Resolution] = []
-        for (_eid, identities), ids, prior in zip(items, usable, assigned, strict=True):
+        for (eid, identities), ids, prior, merged in zip(
+            items, usable, assigned, replay_merges, strict=True
+        ):
             if prior is not None:
-                out.append(Resolution(_s(prior), replayed=True))
+                absorbed = _s(merged).split(SEP) if merged else []
+                out.append(Resolution(_s(prior), replayed=True, replayed_merges=absorbed))
                 continue
             id_keys_here = [self.id_key(i) for i in ids]
             found = {owners.get(k) for k in id_keys_here}
@@ -82,7 +95,7 @@ class RedisIdentityGraph:
                 owner = found.pop()
                 out.append(Resolution(_s(owner) if owner else None))
                 continue
-            decision = await self.resolve_one(identities)
+            decision = await self.resolve_one(identities, eid)
             touched.update(id_keys_here)
             out.append(Resolution(decision.customer_id, decision))
         pipe = self.r.pipeline(transaction=False)
@@ -92,7 +105,9 @@ class RedisIdentityGraph:
         await pipe.execute()
         return out
 
-    async def resolve_one(self, identities: Mapping[str, str], attempts: int = 50) -> Decision:
+    async def resolve_one(
+        self, identities: Mapping[str, str], event_id: str = "", attempts: int = 50
+    ) -> Decision:
         ids = self.rules.usable(identities)
         id_keys = [self.id_key(i) for i in ids]
         for _ in range(attempts):
@@ -112,6 +127,16 @@ class RedisIdentityGraph:
                     if decision.changes_graph:
                         pipe.multi()
                         self._apply(pipe, decision, members)
+                        if event_id and decision.customer_id:
+                            pipe.set(
+                                self.evt_key(event_id), decision.customer_id, ex=ASSIGNMENT_TTL_S
+                            )
+                            if decision.merges:
+                                pipe.set(
+                                    self.evt_merges_key(event_id),
+                                    SEP.join(m for m, _ in decision.merges),
+                                    ex=ASSIGNMENT_TTL_S,
+                                )
                         await pipe.execute()
                     else:
                         await pipe.unwatch()

@@ -29,6 +29,7 @@ from pipeline.transforms.profile import (
     Span,
     Spend,
     combine,
+    merge_into,
 )
 
 WEB_TYPES = (Page, Screen, Track)
@@ -165,3 +166,11 @@ def fold(profile: Profile, event: Event, rules: FoldRules = DEFAULT_RULES) -> Pr
     if is_duplicate(profile, event):
         return profile
     return combine(profile, contribution(event, profile.customer_id, rules))
+
+
+def fold_into(profile: Profile, event: Event, rules: FoldRules = DEFAULT_RULES) -> bool:
+    """``fold`` in place, for the owner of ``profile``; returns whether anything changed."""
+    if is_duplicate(profile, event):
+        return False
+    merge_into(profile, contribution(event, profile.customer_id, rules))
+    return True

@@ -110,57 +110,6 @@ def clone(profile: Profile) -> Profile:
 # --- field algebra ---------------------------------------------------------------
 
 
-def lww(a: Lww | None, b: Lww | None) -> Lww | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if (a.ts, a.eid) >= (b.ts, b.eid) else b
-
-
-def add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return out
-
-
-def add_spend(a: dict[str, Spend], b: dict[str, Spend]) -> dict[str, Spend]:
-    out = {k: Spend(v.count, v.cents) for k, v in a.items()}
-    for k, v in b.items():
-        cur = out.get(k)
-        out[k] = (
-            Spend(v.count, v.cents)
-            if cur is None
-            else Spend(cur.count + v.count, cur.cents + v.cents)
-        )
-    return out
-
-
-def merge_lww(a: dict[str, Lww], b: dict[str, Lww]) -> dict[str, Lww]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = lww(out.get(k), v)  # type: ignore[assignment]
-    return out
-
-
-def merge_spans(a: dict[str, Span], b: dict[str, Span]) -> dict[str, Span]:
-    out = {k: Span(v.first, v.last, v.count) for k, v in a.items()}
-    for k, v in b.items():
-        cur = out.get(k)
-        out[k] = (
-            Span(v.first, v.last, v.count)
-            if cur is None
-            else Span(min(cur.first, v.first), max(cur.last, v.last), cur.count + v.count)
-        )
-    return out
-
-
-def union_sorted(a: list[Any], b: list[Any], cap: int | None = None) -> list[Any]:
-    merged = sorted(set(a) | set(b))
-    return merged[-cap:] if cap else merged
-
-
 def add_session(sessions: list[Session], new: Session, gap: int = SESSION_GAP_MS) -> list[Session]:
     """Insert a session, merging every session closer than ``gap``; result sorted by start.
 
@@ -185,7 +134,11 @@ def add_session(sessions: list[Session], new: Session, gap: int = SESSION_GAP_MS
 
 
 def prune_seen(seen: dict[str, int]) -> dict[str, int]:
-    """Keep event ids within the dedupe window of the newest one (bounded memory)."""
+    """Keep event ids within the dedupe window of the newest one, at most MAX_SEEN.
+
+    Runs only when the set outgrows MAX_SEEN, so it never touches the dedupe of
+    a customer with fewer events than that.
+    """
     if not seen:
         return seen
     horizon = max(seen.values()) - DEDUPE_WINDOW_MS
@@ -203,6 +156,92 @@ def _minmax(a: int | None, b: int | None, pick: Any) -> int | None:
     return int(pick(a, b))
 
 
+def _add_into(a: dict[str, int], b: dict[str, int]) -> None:
+    for k, v in b.items():
+        a[k] = a.get(k, 0) + v
+
+
+def _spend_into(a: dict[str, Spend], b: dict[str, Spend]) -> None:
+    for k, v in b.items():
+        cur = a.get(k)
+        a[k] = (
+            Spend(v.count, v.cents)
+            if cur is None
+            else Spend(cur.count + v.count, cur.cents + v.cents)
+        )
+
+
+def _lww_into(a: dict[str, Lww], b: dict[str, Lww]) -> None:
+    for k, v in b.items():
+        cur = a.get(k)
+        if cur is None or (v.ts, v.eid) > (cur.ts, cur.eid):
+            a[k] = v
+
+
+def _union_into(a: list[Any], b: list[Any], cap: int | None = None) -> list[Any]:
+    if not b:
+        return a
+    if not a:
+        return sorted(set(b))[-cap:] if cap else sorted(set(b))
+    merged = set(a)
+    merged.update(b)
+    out = sorted(merged)
+    return out[-cap:] if cap else out
+
+
+def merge_into(a: Profile, b: Profile) -> Profile:
+    """Add ``b``'s contributions to ``a`` in place and return ``a``.
+
+    The one implementation of the profile algebra: ``combine`` calls it on a
+    copy, the workers call it on the profile they own (folding one event is
+    merging that event's one-event profile). Cost is proportional to ``b``.
+    """
+    a.version += b.version
+    a.events += b.events
+    if b.merges:
+        a.merges = _union_into(a.merges, b.merges)
+    for kind, values in b.identifiers.items():
+        a.identifiers[kind] = _union_into(a.identifiers.get(kind, []), values)
+    if b.seen:
+        a.seen.update(b.seen)
+        if len(a.seen) > MAX_SEEN:
+            a.seen = prune_seen(a.seen)
+    a.first_seen = _minmax(a.first_seen, b.first_seen, min)
+    a.last_seen = _minmax(a.last_seen, b.last_seen, max)
+    for k, v in b.channels.items():
+        cur = a.channels.get(k)
+        a.channels[k] = (
+            Span(v.first, v.last, v.count)
+            if cur is None
+            else Span(min(cur.first, v.first), max(cur.last, v.last), cur.count + v.count)
+        )
+    _add_into(a.counts, b.counts)
+    _lww_into(a.traits, b.traits)
+    _lww_into(a.consent, b.consent)
+    for session in b.sessions:
+        a.sessions = add_session(a.sessions, session)
+    a.page_views += b.page_views
+    _add_into(a.product_views, b.product_views)
+    a.cart_adds += b.cart_adds
+    a.cart_cents += b.cart_cents
+    a.orders += b.orders
+    a.revenue_cents += b.revenue_cents
+    a.purchase_times = _union_into(a.purchase_times, b.purchase_times, MAX_PURCHASE_TIMES)
+    _spend_into(a.categories, b.categories)
+    _spend_into(a.brands, b.brands)
+    _add_into(a.skus_bought, b.skus_bought)
+    _add_into(a.stores, b.stores)
+    for campaign, actions in b.email.items():
+        _add_into(a.email.setdefault(campaign, {}), actions)
+    _add_into(a.support, b.support)
+    _add_into(a.complaint_topics, b.complaint_topics)
+    _lww_into(a.cases, b.cases)
+    a.points_earned += b.points_earned
+    a.points_redeemed += b.points_redeemed
+    _lww_into(a.scores, b.scores)
+    return a
+
+
 def combine(a: Profile, b: Profile) -> Profile:
     """The profile of a customer whose events are those of ``a`` and ``b`` together.
 
@@ -211,48 +250,4 @@ def combine(a: Profile, b: Profile) -> Profile:
     their contributions are disjoint, which the identity stage guarantees by
     assigning every event id to exactly one customer.
     """
-    sessions = list(a.sessions)
-    for s in b.sessions:
-        sessions = add_session(sessions, s)
-    identifiers = {
-        k: union_sorted(a.identifiers.get(k, []), b.identifiers.get(k, []))
-        for k in sorted(set(a.identifiers) | set(b.identifiers))
-    }
-    email = {
-        c: add_counts(a.email.get(c, {}), b.email.get(c, {}))
-        for c in sorted(set(a.email) | set(b.email))
-    }
-    return Profile(
-        customer_id=a.customer_id,
-        version=a.version + b.version,
-        events=a.events + b.events,
-        merged_into=a.merged_into,
-        merges=union_sorted(a.merges, b.merges),
-        identifiers=identifiers,
-        seen=prune_seen({**a.seen, **b.seen}),
-        first_seen=_minmax(a.first_seen, b.first_seen, min),
-        last_seen=_minmax(a.last_seen, b.last_seen, max),
-        channels=merge_spans(a.channels, b.channels),
-        counts=add_counts(a.counts, b.counts),
-        traits=merge_lww(a.traits, b.traits),
-        consent=merge_lww(a.consent, b.consent),
-        sessions=sessions,
-        page_views=a.page_views + b.page_views,
-        product_views=add_counts(a.product_views, b.product_views),
-        cart_adds=a.cart_adds + b.cart_adds,
-        cart_cents=a.cart_cents + b.cart_cents,
-        orders=a.orders + b.orders,
-        revenue_cents=a.revenue_cents + b.revenue_cents,
-        purchase_times=union_sorted(a.purchase_times, b.purchase_times, MAX_PURCHASE_TIMES),
-        categories=add_spend(a.categories, b.categories),
-        brands=add_spend(a.brands, b.brands),
-        skus_bought=add_counts(a.skus_bought, b.skus_bought),
-        stores=add_counts(a.stores, b.stores),
-        email=email,
-        support=add_counts(a.support, b.support),
-        complaint_topics=add_counts(a.complaint_topics, b.complaint_topics),
-        cases=merge_lww(a.cases, b.cases),
-        points_earned=a.points_earned + b.points_earned,
-        points_redeemed=a.points_redeemed + b.points_redeemed,
-        scores=merge_lww(a.scores, b.scores),
-    )
+    return merge_into(clone(a), b)

@@ -83,11 +83,17 @@ def create_app(settings: Settings) -> faust.App:
         merges=settings.topic("identity.merges"),
         dlq=settings.topic("events.dlq"),
     )
+
+    def bind(event: Any) -> None:
+        # Table writes go to the changelog partition of the current event.
+        _current_event.set(weakref.ref(event))
+
     profile_stage = ProfileStage(
         profiles,
         RedisProfileSink(redis, settings.redis_prefix),
         send,
         by_customer=settings.topic("events.by_customer"),
+        bind=bind,
     )
     within = settings.worker_batch_ms / 1000
 
@@ -102,9 +108,8 @@ def create_app(settings: Settings) -> faust.App:
     async def profile(stream: Any) -> None:
         async for batch in stream.noack_take(settings.worker_batch, within=within):
             for event in batch:
-                # Table writes go to the changelog partition of the current event.
-                _current_event.set(weakref.ref(event))
-                await profile_stage.handle(event.value)
+                bind(event)  # reads of the table also consult the current event
+                await profile_stage.handle(event.value, event)
             await profile_stage.flush()
             for event in batch:
                 await stream.ack(event)

@@ -33,7 +33,13 @@ class Absorb(Routed, tag="absorb", kw_only=True):
     profile: Profile
 
 
-AnyRouted = RoutedEvent | MergeCommand | Absorb
+class Forget(Routed, tag="forget", kw_only=True):
+    """Erase a customer's profile; the CLI has already removed the identity keys."""
+
+    requested_at: str
+
+
+AnyRouted = RoutedEvent | MergeCommand | Absorb | Forget
 
 
 class IdentityDecision(msgspec.Struct, kw_only=True, omit_defaults=True):

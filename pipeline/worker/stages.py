@@ -10,14 +10,16 @@ A. B's partition then receives a MergeCommand *after* every event already routed
 to B (same key, same partition, in order); it folds those, ships B's profile to
 A as an Absorb keyed by A, and keeps a tombstone that redirects any late event
 for B to A. A applies each merge id once. Every event id is assigned to exactly
-one customer (the assignment is remembered in Redis), so a replayed event lands
-where it landed first and is dropped there as a duplicate.
+one customer (the assignment is remembered in Redis, in the same transaction as
+the graph change it caused), so a replayed event lands where it landed first,
+re-sends its merge commands, and is dropped there as a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -26,13 +28,14 @@ from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
 from pipeline.sinks.base import Sink
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.transforms.dead_letter import DeadLetter
-from pipeline.transforms.fold import fold, is_duplicate
+from pipeline.transforms.fold import fold_into
 from pipeline.transforms.identity import Decision
-from pipeline.transforms.profile import Profile, combine
+from pipeline.transforms.profile import Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
 from pipeline.worker.records import (
     Absorb,
+    Forget,
     IdentityDecision,
     MergeCommand,
     RoutedEvent,
@@ -88,12 +91,12 @@ class IdentityStage:
                 encoder.encode(RoutedEvent(customer_id=cid, event=event)),
                 None,
             )
-            if d is not None:
-                for absorbed, _via in d.merges:
-                    cmd = MergeCommand(
-                        customer_id=absorbed, survivor=cid, merge_id=f"{absorbed}>{cid}"
-                    )
-                    await self.send(self.by_customer, absorbed.encode(), encoder.encode(cmd), None)
+            # On replay the merges come from Redis: the first attempt may have died
+            # after changing the graph and before its merge commands reached Kafka.
+            absorbed_ids = [m for m, _ in d.merges] if d is not None else res.replayed_merges
+            for absorbed in absorbed_ids:
+                cmd = MergeCommand(customer_id=absorbed, survivor=cid, merge_id=f"{absorbed}>{cid}")
+                await self.send(self.by_customer, absorbed.encode(), encoder.encode(cmd), None)
         EVENTS_OUT.labels("by_customer").inc(len(events))
 
     async def _log(self, d: Decision, event_id: str, now: str) -> None:
@@ -156,6 +159,13 @@ class IdentityStage:
 
 
 class ProfileStage:
+    """Folds routed records into the profile table, one read and one write per customer per batch.
+
+    ``bind(token)`` is called before each table write with the token of the last
+    record that touched that customer; the Faust app uses it to set the current
+    event, which decides the changelog partition of the write.
+    """
+
     def __init__(
         self,
         table: MutableMapping[bytes, bytes],
@@ -163,28 +173,47 @@ class ProfileStage:
         send: Send,
         *,
         by_customer: str,
+        bind: Callable[[Any], None] | None = None,
     ) -> None:
         self.table, self.sink, self.send, self.by_customer = table, sink, send, by_customer
+        self.bind = bind or (lambda _token: None)
+        self._cache: dict[str, Profile | None] = {}
+        self._dirty: dict[str, Any] = {}
 
     def _get(self, cid: str) -> Profile | None:
-        raw = self.table.get(cid.encode())
-        return decode_profile(raw) if raw else None
+        if cid not in self._cache:
+            raw = self.table.get(cid.encode())
+            self._cache[cid] = decode_profile(raw) if raw else None
+        return self._cache[cid]
 
-    def _put(self, profile: Profile) -> None:
-        self.table[profile.customer_id.encode()] = encode_profile(profile)
-        self.sink.add(profile)
+    def _put(self, profile: Profile, token: Any) -> None:
+        self._cache[profile.customer_id] = profile
+        self._dirty[profile.customer_id] = token
 
-    async def handle(self, raw: bytes) -> None:
-        """Apply one record to the table (the caller sets Faust's current event)."""
+    async def handle(self, raw: bytes, token: Any = None) -> None:
         rec = routed_decoder.decode(raw)
         if isinstance(rec, RoutedEvent):
-            await self._event(rec)
+            await self._event(rec, token)
         elif isinstance(rec, MergeCommand):
-            await self._merge(rec)
+            await self._merge(rec, token)
+        elif isinstance(rec, Forget):
+            self._forget(rec.customer_id, token)
         else:
-            await self._absorb(rec)
+            await self._absorb(rec, token)
 
     async def flush(self) -> None:
+        """Write every changed profile to the table and the sink, then flush the sink."""
+        for cid, token in self._dirty.items():
+            profile = self._cache[cid]
+            self.bind(token)
+            if profile is None:  # forgotten
+                self.table.pop(cid.encode(), None)
+                self.sink.add(Profile(customer_id=cid, merged_into="(forgotten)"))
+                continue
+            self.table[cid.encode()] = encode_profile(profile)
+            self.sink.add(profile)
+        self._dirty.clear()
+        self._cache.clear()
         await self.sink.flush()
 
     async def process(self, values: list[bytes]) -> None:
@@ -195,7 +224,7 @@ class ProfileStage:
     async def _forward(self, key: str, record: RoutedEvent | Absorb) -> None:
         await self.send(self.by_customer, key.encode(), encoder.encode(record), None)
 
-    async def _event(self, rec: RoutedEvent) -> None:
+    async def _event(self, rec: RoutedEvent, token: Any) -> None:
         current = self._get(rec.customer_id)
         if current is not None and current.merged_into:
             await self._forward(
@@ -203,11 +232,10 @@ class ProfileStage:
             )
             return
         profile = current or Profile(customer_id=rec.customer_id)
-        if is_duplicate(profile, rec.event):
-            return
-        self._put(fold(profile, rec.event))
+        if fold_into(profile, rec.event):
+            self._put(profile, token)
 
-    async def _merge(self, rec: MergeCommand) -> None:
+    async def _merge(self, rec: MergeCommand, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
         content = msgspec.structs.replace(current, merged_into=None)
         await self._forward(
@@ -224,10 +252,15 @@ class ProfileStage:
             self._put(
                 msgspec.structs.replace(
                     current, merged_into=rec.survivor, version=current.version + 1
-                )
+                ),
+                token,
             )
 
-    async def _absorb(self, rec: Absorb) -> None:
+    def _forget(self, cid: str, token: Any) -> None:
+        self._cache[cid] = None
+        self._dirty[cid] = token
+
+    async def _absorb(self, rec: Absorb, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
         if current.merged_into:
             await self._forward(
@@ -236,9 +269,7 @@ class ProfileStage:
             return
         if rec.merge_id in current.merges:
             return
-        merged = combine(current, msgspec.structs.replace(rec.profile, customer_id=rec.customer_id))
-        self._put(
-            msgspec.structs.replace(
-                merged, merges=sorted({*merged.merges, rec.merge_id}), version=merged.version + 1
-            )
-        )
+        merge_into(current, msgspec.structs.replace(rec.profile, customer_id=rec.customer_id))
+        current.merges = sorted({*current.merges, rec.merge_id})
+        current.version += 1
+        self._put(current, token)

@@ -9,7 +9,6 @@ profiles are matched through their identifiers.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import threading
 import time
@@ -21,40 +20,21 @@ from pathlib import Path
 import msgspec
 import redis
 
+from pipeline.bench.workload import simulated_records
 from pipeline.cli.processes import crm_process
 from pipeline.config import Settings
 from pipeline.events import Event
-from pipeline.kafka.inspect import group_lag, read_range
-from pipeline.kafka.producer import ConfirmedProducer
-from pipeline.sources.ingest import Ingestor
-from pipeline.sources.simulator import Simulator
+from pipeline.kafka.inspect import group_lag, group_lag_by_partition, read_range
+from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
 from pipeline.transforms.profile import Profile
 
 
-def workload(settings: Settings, customers: int, touches: int) -> list[list[bytes]]:
+def workload(settings: Settings, customers: int, touches: int) -> list[list[Record]]:
     """Realistic events from the simulator, already validated and enriched, in chunks."""
-    sim = Simulator("http://unused", "k", customers, seed=11, invalid_share=0.0)
-    rng = random.Random(5)
-    for _ in range(touches):
-        sim.touch(rng.choice(sim.customers))
-    ingestor = Ingestor(settings)
-    chunks = []
-    for name in ("batch", "sendgrid", "pos"):
-        items = sim.queues[name]
-        if name == "sendgrid":
-            from pipeline.transforms.sendgrid import to_email_event
-
-            prepared = ingestor.prepare_events(
-                [(msgspec.json.encode(i), to_email_event(i)) for i in items], source="sendgrid"
-            )
-        else:
-            prepared = ingestor.prepare_raw([msgspec.json.encode(i) for i in items], source=name)
-        assert not prepared.rejected, prepared.rejected[:3]
-        chunks.extend(prepared.records[i : i + 200] for i in range(0, len(prepared.records), 200))
-    random.Random(3).shuffle(chunks)
-    return chunks
+    records = simulated_records(settings, customers, touches)
+    return [records[i : i + 200] for i in range(0, len(records), 200)]
 
 
 def reference_profiles(settings: Settings) -> list[Profile]:
@@ -141,7 +121,7 @@ def test_sigkill_and_rebalance_keep_profiles_exact(settings: Settings, tmp_path:
         deadline = time.monotonic() + 240
         while group_lag(settings, group, topics) > 0:
             assert time.monotonic() < deadline, (
-                f"workers did not catch up (lag {group_lag(settings, group, topics)})"
+                f"workers did not catch up: {group_lag_by_partition(settings, group, topics)}"
             )
             time.sleep(1)
         time.sleep(2)

@@ -1,0 +1,195 @@
+"""Stream worker throughput, end-to-end freshness, and profile lookup latency.
+
+* throughput: simulated events pre-loaded into fresh topics, one worker started,
+  events/s from first progress until the consumer group has no lag (topic -> Redis);
+* freshness: collector + worker running; background traffic at a fixed rate plus
+  probe events for new customers; time from the collector's 200 to the probe's
+  profile being readable in Redis;
+* lookups: concurrent GET /v1/profiles/by/... against the API at a fixed rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from rich.console import Console
+
+from pipeline.bench.workload import simulated_records
+from pipeline.cli.processes import crm_process
+from pipeline.config import Settings
+from pipeline.kafka.inspect import group_lag
+from pipeline.kafka.producer import ConfirmedProducer
+from pipeline.kafka.topics import ensure_topics
+from pipeline.sources.simulator import Simulator
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return (
+        round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2) if ordered else 0.0
+    )
+
+
+def _fresh(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    tag = f"bench{uuid.uuid4().hex[:6]}."
+    s = settings.model_copy(
+        update={"topic_prefix": tag, "redis_prefix": tag, "worker_id": tag.rstrip(".")}
+    )
+    ensure_topics(s)
+    env = {
+        "CRM_TOPIC_PREFIX": tag,
+        "CRM_REDIS_PREFIX": tag,
+        "CRM_WORKER_ID": s.worker_id,
+        "CRM_LOG_LEVEL": "WARNING",
+    }
+    return s, env
+
+
+def worker_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, Any]:
+    s, env = _fresh(settings)
+    records = simulated_records(s, customers=2000, touches=touches)
+    producer = ConfirmedProducer(s.kafka_bootstrap, ack_timeout_ms=60_000)
+    for i in range(0, len(records), 5000):
+        producer.send_sync(records[i : i + 5000], timeout=120)
+    producer.close()
+    topics = [s.topic("events"), s.topic("events.by_customer")]
+    with crm_process(["worker", "--name", "bench"], None, logs / "bench-worker.log", env=env):
+        start_lag = group_lag(s, s.worker_id, topics[:1])
+        started = None
+        while True:
+            lag = group_lag(s, s.worker_id, topics)
+            if started is None and lag < start_lag:
+                started = time.monotonic()
+            if started and lag == 0:
+                break
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+    return {
+        "events": len(records),
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(len(records) / elapsed),
+        "target": 20000,
+    }
+
+
+async def _freshness(base: str, key: str, s: Settings, rate: float, seconds: float) -> list[float]:
+    r = redis.asyncio.Redis.from_url(s.redis_url)
+    sim = Simulator(base, key, 2000, seed=3, invalid_share=0.0)
+    delays: list[float] = []
+
+    async def probe(client: httpx.AsyncClient, n: int) -> None:
+        uid = f"probe-{uuid.uuid4().hex[:10]}"
+        resp = await client.post(
+            "/v1/track", json={"userId": uid, "event": "Probe", "properties": {"n": n}}
+        )
+        acked = time.perf_counter()
+        if resp.status_code != 200:
+            return
+        deadline = acked + 10
+        while time.perf_counter() < deadline:
+            cid = await r.get(f"{s.redis_prefix}id:user_id:{uid}")
+            cid_s = cid.decode() if isinstance(cid, bytes) else cid
+            if cid_s and await r.hexists(f"{s.redis_prefix}profile:{cid_s}", "v"):
+                delays.append(time.perf_counter() - acked)
+                return
+            await asyncio.sleep(0.002)
+
+    async with httpx.AsyncClient(base_url=base, auth=(key, ""), timeout=30) as client:
+        background = asyncio.create_task(sim.run(rate, seconds))
+        probes = []
+        for n in range(int(seconds * 5)):
+            probes.append(asyncio.create_task(probe(client, n)))
+            await asyncio.sleep(0.2)
+        await asyncio.gather(background, *probes)
+    await r.aclose()
+    return delays
+
+
+async def _lookups(
+    base: str, key: str, paths: list[str], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=10
+    ) as client:
+
+        async def one(path: str) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            resp = await client.get(path)
+            latencies.append(time.perf_counter() - t0)
+            errors += resp.status_code != 200
+
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while (elapsed := time.perf_counter() - start) < seconds:
+            while n < rate * elapsed:
+                tasks.append(asyncio.create_task(one(paths[n % len(paths)])))
+                n += 1
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict[str, Any]:
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"worker_throughput": worker_throughput(settings, logs, touches)}
+    console.print(result)
+    s, env = _fresh(settings)
+    cport, aport = settings.collector_port + 19, settings.api_port + 19
+    key = sorted(settings.write_key_set)[0]
+    with (
+        crm_process(["worker", "--name", "fresh"], None, logs / "bench-worker2.log", env=env),
+        crm_process(
+            ["collector", "--port", str(cport)],
+            f"http://127.0.0.1:{cport}/health",
+            logs / "bench-collector2.log",
+            env=env,
+        ),
+        crm_process(
+            ["api", "--port", str(aport)],
+            f"http://127.0.0.1:{aport}/health",
+            logs / "bench-api.log",
+            env=env,
+        ),
+    ):
+        time.sleep(8)  # let the worker join its group before measuring
+        rate = 5000.0
+        delays = asyncio.run(_freshness(f"http://127.0.0.1:{cport}", key, s, rate, 20))
+        result["freshness"] = {
+            "background_events_per_second": rate,
+            "probes": len(delays),
+            "p50_ms": _pct(delays, 0.5),
+            "p99_ms": _pct(delays, 0.99),
+            "target_p99_ms": 250,
+        }
+        console.print(result["freshness"])
+        r = redis.Redis.from_url(s.redis_url)
+        ids = [
+            k.decode().split(":", 2)[2]
+            for k in r.scan_iter(f"{s.redis_prefix}id:user_id:*", count=1000)
+        ]
+        paths = [f"/v1/profiles/by/{i}" for i in ids[:2000]] or ["/v1/profiles/none"]
+        lat, errors = asyncio.run(
+            _lookups(f"http://127.0.0.1:{aport}", sorted(settings.read_key_set)[0], paths, 2000, 10)
+        )
+        result["lookups"] = {
+            "requests_per_second": 2000,
+            "requests": len(lat),
+            "errors": errors,
+            "p50_ms": _pct(lat, 0.5),
+            "p99_ms": _pct(lat, 0.99),
+            "target_p99_ms": 5,
+        }
+        console.print(result["lookups"])
+    return result

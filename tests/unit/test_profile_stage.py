@@ -1,0 +1,87 @@
+"""The profile stage's merge protocol, with an in-memory table and sinks."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import msgspec
+
+from pipeline.events import LineItem, Page, PosTransaction
+from pipeline.testing import ListSink, Outbox
+from pipeline.transforms.profile import Profile, decode
+from pipeline.worker.records import Forget, MergeCommand, RoutedEvent, encoder, routed_decoder
+from pipeline.worker.stages import ProfileStage
+
+T = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def page(eid: str, anon: str = "ck") -> Page:
+    return Page(message_id=eid, anonymous_id=anon, timestamp=T, identities={"anonymous_id": anon})
+
+
+def routed(cid: str, event) -> bytes:
+    return encoder.encode(RoutedEvent(customer_id=cid, event=event))
+
+
+def run(stage: ProfileStage, values: list[bytes]) -> None:
+    asyncio.run(stage.process(values))
+
+
+def deliver(stage: ProfileStage, outbox: Outbox) -> None:
+    """Feed what the stage sent to by_customer back into it (one partition owns all here)."""
+    while sent := outbox.take():
+        run(stage, [v for topic, _k, v in sent if topic == "bc"])
+
+
+def make():
+    table: dict[bytes, bytes] = {}
+    sink: ListSink[Profile] = ListSink()
+    outbox = Outbox()
+    return table, sink, outbox, ProfileStage(table, sink, outbox, by_customer="bc")
+
+
+def test_events_fold_and_duplicates_do_not_count():
+    table, sink, _, stage = make()
+    run(stage, [routed("A", page("e1")), routed("A", page("e2")), routed("A", page("e1"))])
+    p = decode(table[b"A"])
+    assert p.events == 2 and p.page_views == 2
+    assert len(sink.written) == 1  # one write per customer per batch
+
+
+def test_merge_ships_profile_to_survivor_and_redirects_late_events():
+    table, sink, outbox, stage = make()
+    pos = PosTransaction(
+        message_id="p1",
+        loyalty_id="L",
+        transaction_id="t",
+        store_id="s",
+        timestamp=T,
+        items=[LineItem(sku="a", price=5)],
+        total=5,
+        identities={"loyalty_id": "L"},
+    )
+    run(stage, [routed("A", pos), routed("B", page("e1")), routed("B", page("e2"))])
+    merge = encoder.encode(MergeCommand(customer_id="B", survivor="A", merge_id="B>A"))
+    run(stage, [merge, routed("B", page("late"))])  # a late event for B after the merge
+    deliver(stage, outbox)
+    a, b = decode(table[b"A"]), decode(table[b"B"])
+    assert a.events == 4 and a.orders == 1 and a.page_views == 3 and a.merges == ["B>A"]
+    assert b.merged_into == "A"
+    # replaying the merge command (a crash before commit) ships again, A applies it once
+    run(stage, [merge])
+    deliver(stage, outbox)
+    assert decode(table[b"A"]).events == 4
+    assert any(p.customer_id == "B" and p.merged_into == "A" for p in sink.written)
+
+
+def test_forget_removes_the_profile():
+    table, sink, _, stage = make()
+    run(stage, [routed("A", page("e1"))])
+    run(stage, [encoder.encode(Forget(customer_id="A", requested_at="now"))])
+    assert b"A" not in table
+    assert sink.written[-1].merged_into == "(forgotten)"
+
+
+def test_records_round_trip():
+    rec = RoutedEvent(customer_id="A", event=page("x"))
+    assert routed_decoder.decode(encoder.encode(rec)) == rec
+    assert msgspec.json.decode(encoder.encode(rec))["k"] == "event"
