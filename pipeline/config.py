@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     clickhouse_url: str = Field(
         default="", description="chdb:///path (embedded) or http://host:8123 (server)"
     )
+    clickhouse_batch: int = Field(default=10_000, ge=1, description="Rows per ClickHouse insert")
+    clickhouse_batch_ms: int = Field(
+        default=1000, ge=10, description="Longest wait to fill a batch"
+    )
+    sql_port: int = Field(
+        default=8124, description="Loopback SQL endpoint of the process owning chdb"
+    )
     collector_host: str = Field(default="127.0.0.1", description="Collector bind address")
     collector_port: int = Field(default=8080, description="Collector port")
     write_keys: str = Field(

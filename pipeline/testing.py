@@ -57,13 +57,13 @@ class Outbox:
     """A ``send`` function for stages that records what they send."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
 
     async def __call__(
         self, topic: str, key: bytes | None, value: bytes, headers: object = None
     ) -> None:
         self.sent.append((topic, key, value))
 
-    def take(self) -> list[tuple[str, bytes | None, bytes]]:
+    def take(self) -> list[tuple[str, bytes | None, bytes | None]]:
         out, self.sent = self.sent, []
         return out

@@ -67,10 +67,11 @@ def create_app(settings: Settings) -> faust.App:
         settings.topic("events.by_customer"): by_customer,
         settings.topic("identity.merges"): app.topic(settings.topic("identity.merges"), **raw),
         settings.topic("events.dlq"): app.topic(settings.topic("events.dlq"), **raw),
+        settings.topic("profiles"): app.topic(settings.topic("profiles"), **raw),
     }
 
     async def send(
-        topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
     ) -> None:
         await topics[topic].send(key=key, value=value, headers=headers)
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> faust.App:
         send,
         by_customer=settings.topic("events.by_customer"),
         bind=bind,
+        snapshots=settings.topic("profiles"),
     )
     within = settings.worker_batch_ms / 1000
 

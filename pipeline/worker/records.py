@@ -13,9 +13,14 @@ class Routed(msgspec.Struct, tag_field="k", kw_only=True):
 
 
 class RoutedEvent(Routed, tag="event", kw_only=True):
-    """An event assigned to its customer by the identity stage."""
+    """An event assigned to its customer by the identity stage.
+
+    ``forwarded`` marks a copy redirected from an absorbed customer's partition;
+    analytics sinks skip it (the original was already counted).
+    """
 
     event: Event
+    forwarded: bool = False
 
 
 class MergeCommand(Routed, tag="merge", kw_only=True):

@@ -42,8 +42,9 @@ from pipeline.worker.records import (
     encoder,
     routed_decoder,
 )
+from pipeline.worker.snapshot import snapshot_encoder, summarise
 
-Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[None]]
+Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None], Awaitable[None]]
 _event_decoder = msgspec.json.Decoder(Event)
 
 
@@ -174,8 +175,10 @@ class ProfileStage:
         *,
         by_customer: str,
         bind: Callable[[Any], None] | None = None,
+        snapshots: str | None = None,
     ) -> None:
         self.table, self.sink, self.send, self.by_customer = table, sink, send, by_customer
+        self.snapshots = snapshots  # topic for profile summaries (ClickHouse), if any
         self.bind = bind or (lambda _token: None)
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
@@ -209,9 +212,14 @@ class ProfileStage:
             if profile is None:  # forgotten
                 self.table.pop(cid.encode(), None)
                 self.sink.add(Profile(customer_id=cid, merged_into="(forgotten)"))
+                if self.snapshots:
+                    await self.send(self.snapshots, cid.encode(), None, None)  # tombstone
                 continue
             self.table[cid.encode()] = encode_profile(profile)
             self.sink.add(profile)
+            if self.snapshots:
+                summary = snapshot_encoder.encode(summarise(profile))
+                await self.send(self.snapshots, cid.encode(), summary, None)
         self._dirty.clear()
         self._cache.clear()
         await self.sink.flush()
@@ -228,7 +236,8 @@ class ProfileStage:
         current = self._get(rec.customer_id)
         if current is not None and current.merged_into:
             await self._forward(
-                current.merged_into, RoutedEvent(customer_id=current.merged_into, event=rec.event)
+                current.merged_into,
+                RoutedEvent(customer_id=current.merged_into, event=rec.event, forwarded=True),
             )
             return
         profile = current or Profile(customer_id=rec.customer_id)

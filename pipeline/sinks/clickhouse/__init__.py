@@ -1,0 +1,1 @@
+"""ClickHouse: schema migrations, row mapping, the batching sink and its consumer."""

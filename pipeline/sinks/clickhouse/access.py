@@ -1,0 +1,30 @@
+"""Running a query from any process: through the store owner if one runs, else directly."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from pipeline.config import Settings
+from pipeline.sinks.clickhouse.client import connect
+from pipeline.sinks.clickhouse.query_server import run_query
+
+
+def query(settings: Settings, sql: str) -> dict[str, Any]:
+    if settings.clickhouse_dsn.startswith("chdb://"):
+        try:
+            resp = httpx.post(f"http://127.0.0.1:{settings.sql_port}/", content=sql, timeout=60)
+        except httpx.HTTPError:
+            resp = None  # no sink running: open the store ourselves
+        if resp is not None:
+            body = resp.json()
+            if resp.status_code != 200:
+                raise ValueError(body.get("error", resp.text))
+            return dict(body)
+    client = connect(settings.clickhouse_dsn)
+    try:
+        return run_query(client, threading.Lock(), sql)
+    finally:
+        client.close()
