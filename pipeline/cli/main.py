@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from pipeline.cli.analytics import register as register_analytics
 from pipeline.config import REPO_ROOT, get_settings
 from pipeline.logs import configure
 
@@ -19,6 +20,7 @@ schemas_app = typer.Typer(help="Event contract files in schemas/")
 app.add_typer(import_app, name="import")
 app.add_typer(schemas_app, name="schemas")
 console = Console()
+register_analytics(app)
 
 
 def _services(action: str) -> None:

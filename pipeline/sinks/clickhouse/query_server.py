@@ -31,8 +31,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_word(sql: str) -> str:
+    lines = [ln for ln in sql.strip().splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    return lines[0].strip().lower() if lines else ""
+
+
 def run_query(client: Client, lock: threading.Lock, sql: str) -> dict[str, Any]:
-    if not sql.strip().lower().startswith(READ_ONLY):
+    if not _first_word(sql).startswith(READ_ONLY):
         raise ValueError("only read-only statements (SELECT, SHOW, DESCRIBE, WITH, EXPLAIN)")
     with lock:
         result = client.query(sql)
