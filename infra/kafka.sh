@@ -21,6 +21,15 @@ start() {
   mkdir -p "$KDIR/logs"
   if running; then log "kafka already running (pid $(cat "$PIDFILE"))"; return 0; fi
   command -v java >/dev/null || { log "java not found: install OpenJDK 17"; exit 1; }
+  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    for _ in $(seq 1 100); do  # a broker that is still shutting down frees its ports soon
+      (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || break
+      sleep 0.3
+    done
+    if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+      log "port $port is in use by another process; stop it or set CRM_KAFKA_BOOTSTRAP"; exit 1
+    fi
+  done
   local cp; cp=$(classpath)
   sed -e "s#@PORT@#$KAFKA_PORT#g; s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
       -e "s#@DATA@#$KDIR#g; s#@PARTITIONS@#$CRM_TOPIC_PARTITIONS#g" \

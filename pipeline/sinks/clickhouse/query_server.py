@@ -32,7 +32,9 @@ def _plain(value: Any) -> Any:
 
 
 def _first_word(sql: str) -> str:
-    lines = [ln for ln in sql.strip().splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    lines = [
+        ln for ln in sql.strip().splitlines() if ln.strip() and not ln.strip().startswith("--")
+    ]
     return lines[0].strip().lower() if lines else ""
 
 
