@@ -7,6 +7,7 @@ import io
 import json
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -77,10 +78,16 @@ def render(result: dict[str, Any], fmt: str, title: str | None = None) -> None:
 
 
 def sql_cmd(
-    statement: str = typer.Argument(..., help="A read-only SQL statement"),
+    statement: str = typer.Argument(None, help="A read-only SQL statement"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Read the statement from a file"),
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
 ) -> None:
     """Run SQL against ClickHouse (through the sink process when it owns the embedded store)."""
+    if file is not None:
+        statement = file.read_text()
+    if not statement:
+        console.print("[red]give a statement or --file")
+        raise typer.Exit(2)
     try:
         render(query(get_settings(), statement), fmt)
     except Exception as exc:

@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 from rich.rule import Rule
 
+from pipeline.cli.analytics import report_cmd
 from pipeline.cli.processes import crm_process
 from pipeline.cli.profiles_report import print_profiles
 from pipeline.cli.report import print_sim_stats, print_topic_summary, summarise_topics
@@ -36,6 +37,7 @@ def run_demo(
         )
     )
     with (
+        crm_process(["sink", "clickhouse"], None, logs / "clickhouse-sink.log"),
         crm_process(["worker"], None, logs / "worker.log"),
         crm_process(["collector"], f"{base}/health", logs / "collector.log"),
     ):
@@ -53,9 +55,16 @@ def run_demo(
             time.sleep(1)
         if lag:
             console.print(f"[yellow]worker still {lag:,} records behind after 120s")
-    print_profiles(settings, console, merges_start)
+        print_profiles(settings, console, merges_start)
+        sink_topics = [settings.topic(t) for t in ("events.by_customer", "events.dlq", "profiles")]
+        sink_group = f"{settings.topic_prefix}crm-clickhouse"
+        deadline = time.monotonic() + 120
+        while group_lag(settings, sink_group, sink_topics) > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        console.print(Rule("5. ClickHouse overview (crm report, served by the sink process)"))
+        report_cmd()
 
-    console.print(Rule("4. what the broker holds for this run"))
+    console.print(Rule("6. what the broker holds for this run"))
     summary = summarise_topics(settings, events_start, dlq_start)
     print_topic_summary(summary, console, stats.seconds)
     ok = stats.failed_requests == 0 and summary.total_accepted == stats.accepted

@@ -1,4 +1,4 @@
-"""ClickHouse: migrations, reconciliation with what the collector accepted, sink crash idempotence."""
+"""ClickHouse: migrations, reconciliation with the collector, sink crash idempotence."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pipeline.cli.processes import crm_process
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.sinks.clickhouse.access import query
+from pipeline.sinks.clickhouse.client import QUERIES
 from pipeline.sources.simulator import Simulator
 from tests.integration.conftest import free_port
 
@@ -164,6 +165,8 @@ def test_reconciliation_accepted_equals_rows_and_aggregates_match_events(ch_sett
             return n == stats.accepted, n
 
         wait_until(snapshots, 60, "profile snapshots covering every event")
+        for path in sorted(QUERIES.glob("*.sql")):  # every dashboard query runs on this data
+            assert query(s, path.read_text())["columns"], path.name
 
 
 def test_sink_killed_mid_batch_loses_and_duplicates_nothing(ch_settings, tmp_path):
