@@ -49,7 +49,9 @@ def _bodies(n_batches: int) -> list[bytes]:
     return out
 
 
-async def _load(base: str, key: str, bodies: list[bytes]) -> tuple[list[float], float, int]:
+async def _load(
+    base: str, key: str, bodies: list[bytes], concurrency: int = CONCURRENCY
+) -> tuple[list[float], float, int]:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -68,12 +70,12 @@ async def _load(base: str, key: str, bodies: list[bytes]) -> tuple[list[float], 
             if resp.status_code != 200:
                 errors += 1
 
-    limits = httpx.Limits(max_connections=CONCURRENCY)
+    limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=base, auth=(key, ""), limits=limits, timeout=30
     ) as client:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     return latencies, elapsed, errors
 
@@ -103,6 +105,7 @@ def run_collector_bench(
             subprocess.run([taskset, "-pc", "0", str(proc.pid)], check=False, capture_output=True)
         asyncio.run(_load(base, key, warm))
         latencies, elapsed, errors = asyncio.run(_load(base, key, bodies))
+        light, light_elapsed, _ = asyncio.run(_load(base, key, bodies[: len(bodies) // 4], 1))
     sent = len(bodies) * BATCH
     result = {
         "benchmark": "collector_batch",
@@ -120,6 +123,10 @@ def run_collector_bench(
             "p50": round(_pct(latencies, 0.50), 2),
             "p99": round(_pct(latencies, 0.99), 2),
             "mean": round(statistics.fmean(latencies) * 1000, 2),
+        },
+        "one_request_in_flight": {
+            "events_per_second": round(len(light) * BATCH / light_elapsed),
+            "latency_ms": {"p50": round(_pct(light, 0.50), 2), "p99": round(_pct(light, 0.99), 2)},
         },
         "targets": {"events_per_second": 20000, "p99_ms": 20},
     }

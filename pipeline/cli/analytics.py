@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_cmd)
     sink_app = typer.Typer(help="Run a sink")
     sink_app.command("clickhouse")(sink_clickhouse)
+    sink_app.command("archive")(sink_archive)
     app.add_typer(sink_app, name="sink")
 
 
@@ -54,6 +55,20 @@ def sink_clickhouse() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sink_main(settings, client, stop, serve_sql=settings.clickhouse_dsn.startswith("chdb://"))
     client.close()
+
+
+def sink_archive(
+    max_wait: float = typer.Option(5.0, help="Seconds to collect before writing files"),
+) -> None:
+    """Write valid events to hourly, immutable JSON Lines files (input of Beam backfills)."""
+    from pipeline.sinks.archive import ArchiveSink
+
+    settings = get_settings()
+    configure(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ArchiveSink(settings).run(stop, max_wait=max_wait)
 
 
 def render(result: dict[str, Any], fmt: str, title: str | None = None) -> None:

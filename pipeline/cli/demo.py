@@ -38,6 +38,7 @@ def run_demo(
     )
     with (
         crm_process(["sink", "clickhouse"], None, logs / "clickhouse-sink.log"),
+        crm_process(["sink", "archive", "--max-wait", "1"], None, logs / "archive-sink.log"),
         crm_process(["worker"], None, logs / "worker.log"),
         crm_process(["collector"], f"{base}/health", logs / "collector.log"),
     ):

@@ -228,7 +228,7 @@ def bench(
     out: Path = typer.Option(Path("bench-results"), help="Directory for JSON results"),
     events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
     touches: int = typer.Option(20_000, help="Simulated customer touches for the worker benchmark"),
-    only: str = typer.Option("collector,worker", help="Which benchmarks: collector,worker"),
+    only: str = typer.Option("collector,worker,clickhouse", help="collector,worker,clickhouse"),
 ) -> None:
     """Run benchmarks and write JSON results (one file per benchmark)."""
     import json
@@ -244,6 +244,14 @@ def bench(
 
         result = run_worker_bench(settings, console, touches)
         (out / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
+    if "clickhouse" in only:
+        from pipeline.bench.clickhouse import sink_throughput
+
+        logs = settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        ch = {"sink_throughput": sink_throughput(settings, logs, touches * 3)}
+        console.print(ch)
+        (out / "clickhouse.json").write_text(json.dumps(ch, indent=2) + "\n")
 
 
 if __name__ == "__main__":
