@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +14,9 @@ from rich.console import Console
 from pipeline.cli.analytics import register as register_analytics
 from pipeline.config import REPO_ROOT, get_settings
 from pipeline.logs import configure
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 app = typer.Typer(help="Real-time customer data pipeline", no_args_is_help=True)
 import_app = typer.Typer(help="Import feeds from files")
@@ -27,6 +31,22 @@ def _services(action: str) -> None:
     result = subprocess.run([str(REPO_ROOT / "infra" / "services.sh"), action], check=False)
     if result.returncode != 0:
         raise typer.Exit(result.returncode)
+
+
+def _serve(asgi_app: Starlette, host: str, port: int) -> None:
+    """Serve an ASGI app with uvloop and httptools, logging through our structured logs."""
+    import uvicorn
+
+    configure(get_settings())
+    uvicorn.run(
+        asgi_app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 @app.command()
@@ -69,21 +89,10 @@ def collector(
     port: int = typer.Option(None, help="Port (default CRM_COLLECTOR_PORT)"),
 ) -> None:
     """Run the HTTP collector (Segment-compatible API, webhooks, POS, consent, support)."""
-    import uvicorn
-
     from pipeline.sources.collector.app import create_app
 
     settings = get_settings()
-    configure(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.collector_host,
-        port=port or settings.collector_port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    _serve(create_app(settings), host or settings.collector_host, port or settings.collector_port)
 
 
 @app.command()
@@ -112,21 +121,10 @@ def api(
     port: int = typer.Option(None, help="Port (default CRM_API_PORT)"),
 ) -> None:
     """Run the profile lookup API (reads Redis only)."""
-    import uvicorn
-
     from pipeline.api.app import create_app
 
     settings = get_settings()
-    configure(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    _serve(create_app(settings), host or settings.api_host, port or settings.api_port)
 
 
 @app.command()

@@ -102,50 +102,30 @@ class IdentityStage:
 
     async def _log(self, d: Decision, event_id: str, now: str) -> None:
         assert d.customer_id
-        lines: list[IdentityDecision] = []
-        if d.created:
-            lines.append(
-                IdentityDecision(
-                    action="created", customer_id=d.customer_id, event_id=event_id, at=now
-                )
+        cid = d.customer_id
+
+        def line(action: str, **fields: Any) -> IdentityDecision:
+            return IdentityDecision(
+                action=action, customer_id=cid, event_id=event_id, at=now, **fields
             )
-        for absorbed, via in d.merges:
-            lines.append(
-                IdentityDecision(
-                    action="merged",
-                    customer_id=d.customer_id,
-                    event_id=event_id,
-                    at=now,
-                    absorbed=absorbed,
-                    identifier=list(via),
-                    reason=f"shared {via[0]}",
-                )
+
+        lines = [line("created")] if d.created else []
+        lines += [
+            line("merged", absorbed=a, identifier=list(via), reason=f"shared {via[0]}")
+            for a, via in d.merges
+        ]
+        lines += [
+            line(
+                "moved",
+                identifier=list(i),
+                previous=prev,
+                reason="reassignable identifier used by another customer",
             )
-        for ident, previous in d.moves:
-            lines.append(
-                IdentityDecision(
-                    action="moved",
-                    customer_id=d.customer_id,
-                    event_id=event_id,
-                    at=now,
-                    identifier=list(ident),
-                    previous=previous,
-                    reason="reassignable identifier used by another customer",
-                )
-            )
-        for ident, reason in d.dropped:
-            lines.append(
-                IdentityDecision(
-                    action="dropped",
-                    customer_id=d.customer_id,
-                    event_id=event_id,
-                    at=now,
-                    identifier=list(ident),
-                    reason=reason,
-                )
-            )
-        for line in lines:
-            await self.send(self.merges, d.customer_id.encode(), encoder.encode(line), None)
+            for i, prev in d.moves
+        ]
+        lines += [line("dropped", identifier=list(i), reason=why) for i, why in d.dropped]
+        for entry in lines:
+            await self.send(self.merges, cid.encode(), encoder.encode(entry), None)
 
     async def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
         letter = DeadLetter(
