@@ -47,10 +47,12 @@ class ProfileReader:
 
     async def by_customer(self, cid: str) -> tuple[str, Profile] | None:
         for _ in range(10):  # follow merges to the survivor
-            raw = await self.r.hget(f"{self.p}profile:{cid}", "json")
+            raw, merged = await self.r.hmget(f"{self.p}profile:{cid}", ["json", "m"])
             if raw:
                 return cid, _decode(raw)
-            nxt = await self.r.get(f"{self.p}cust:{cid}:merged_into")
+            if merged == b"(forgotten)":
+                return None
+            nxt = merged or await self.r.get(f"{self.p}cust:{cid}:merged_into")
             if not nxt:
                 return None
             cid = nxt.decode() if isinstance(nxt, bytes) else nxt

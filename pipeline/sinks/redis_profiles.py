@@ -2,8 +2,11 @@
 
 Each profile is a hash ``profile:<customer id>`` with ``v`` (version) and
 ``json``. A Lua script replaces it only when the incoming version is higher, so
-a replayed or reordered write never rolls a profile back. Absorbed customers'
-profiles are deleted (lookups follow the identity graph to the survivor).
+a replayed or reordered write never rolls a profile back. An absorbed (or
+forgotten) customer becomes a tombstone: ``v`` and ``m`` (the survivor) without
+``json``. Deleting the key instead would let a late write from a worker that
+lost the partition in a rebalance resurrect the old profile; the tombstone's
+version stops it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,16 @@ from pipeline.transforms.profile import Profile
 WRITE_IF_NEWER = """
 local cur = redis.call('HGET', KEYS[1], 'v')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'json', ARGV[2], 't', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HDEL', KEYS[1], 'json')
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[4], 't', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'json', ARGV[2], 't', ARGV[3])
+end
 return 1
 """
+FORGOTTEN = "(forgotten)"
+FORGOTTEN_VERSION = 2**53  # above any real version: nothing overwrites an erasure
 
 _encoder = msgspec.json.Encoder()
 
@@ -53,14 +63,18 @@ class RedisProfileSink(Sink[Profile]):
         now = str(int(time.time() * 1000))
         pipe = self.r.pipeline(transaction=False)
         for cid, profile in pending.items():
-            if profile.merged_into:
-                pipe.delete(self.key(cid))
+            args: list[int | str | bytes]
+            if profile.merged_into:  # tombstone: survivor (or erasure), no content
+                forgotten = profile.merged_into == FORGOTTEN
+                args = [
+                    FORGOTTEN_VERSION if forgotten else profile.version,
+                    b"",
+                    now,
+                    profile.merged_into,
+                ]
             else:
-                await self._script(
-                    keys=[self.key(cid)],
-                    args=[profile.version, public_json(profile), now],
-                    client=pipe,
-                )
+                args = [profile.version, public_json(profile), now, ""]
+            await self._script(keys=[self.key(cid)], args=args, client=pipe)
         await pipe.execute()
         SINK_SECONDS.labels("redis").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("redis").inc(len(pending))

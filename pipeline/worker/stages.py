@@ -26,6 +26,7 @@ import msgspec
 from pipeline.events import Event
 from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
 from pipeline.sinks.base import Sink
+from pipeline.sinks.redis_profiles import FORGOTTEN
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.fold import fold_into
@@ -191,7 +192,7 @@ class ProfileStage:
             self.bind(token)
             if profile is None:  # forgotten
                 self.table.pop(cid.encode(), None)
-                self.sink.add(Profile(customer_id=cid, merged_into="(forgotten)"))
+                self.sink.add(Profile(customer_id=cid, merged_into=FORGOTTEN))
                 if self.snapshots:
                     await self.send(self.snapshots, cid.encode(), None, None)  # tombstone
                 continue
@@ -221,29 +222,27 @@ class ProfileStage:
             )
             return
         profile = current or Profile(customer_id=rec.customer_id)
-        if fold_into(profile, rec.event):
-            self._put(profile, token)
+        fold_into(profile, rec.event)
+        # Put even a duplicate's unchanged profile: on a replay the previous attempt's
+        # Redis write may be the part that was lost; the version guard drops it otherwise.
+        self._put(profile, token)
 
     async def _merge(self, rec: MergeCommand, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
         content = msgspec.structs.replace(current, merged_into=None)
-        await self._forward(
-            rec.survivor,
-            Absorb(
-                customer_id=rec.survivor,
-                absorbed=rec.customer_id,
-                merge_id=rec.merge_id,
-                profile=content,
-            ),
+        absorb = Absorb(
+            customer_id=rec.survivor,
+            absorbed=rec.customer_id,
+            merge_id=rec.merge_id,
+            profile=content,
         )
-        if current.merged_into != rec.survivor:
-            # The tombstone keeps the content so a replayed command can ship it again.
-            self._put(
-                msgspec.structs.replace(
-                    current, merged_into=rec.survivor, version=current.version + 1
-                ),
-                token,
-            )
+        await self._forward(rec.survivor, absorb)
+        # The tombstone keeps the content so a replayed command can ship it again; it is
+        # put again on a replay too, in case the previous attempt's Redis write was lost.
+        version = current.version if current.merged_into == rec.survivor else current.version + 1
+        self._put(
+            msgspec.structs.replace(current, merged_into=rec.survivor, version=version), token
+        )
 
     def _forget(self, cid: str, token: Any) -> None:
         self._cache[cid] = None
@@ -257,6 +256,7 @@ class ProfileStage:
             )
             return
         if rec.merge_id in current.merges:
+            self._put(current, token)  # replayed: re-emit, the earlier sink write may be lost
             return
         merge_into(current, msgspec.structs.replace(rec.profile, customer_id=rec.customer_id))
         current.merges = sorted({*current.merges, rec.merge_id})
