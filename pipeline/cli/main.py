@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from pipeline.cli.analytics import register as register_analytics
+from pipeline.cli.backfill import register as register_backfill
 from pipeline.config import REPO_ROOT, get_settings
 from pipeline.logs import configure
 
@@ -25,6 +26,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(schemas_app, name="schemas")
 console = Console()
 register_analytics(app)
+register_backfill(app)
 
 
 def _services(action: str) -> None:
@@ -226,7 +228,9 @@ def bench(
     out: Path = typer.Option(Path("bench-results"), help="Directory for JSON results"),
     events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
     touches: int = typer.Option(20_000, help="Simulated customer touches for the worker benchmark"),
-    only: str = typer.Option("collector,worker,clickhouse", help="collector,worker,clickhouse"),
+    only: str = typer.Option(
+        "collector,worker,clickhouse,backfill", help="collector,worker,clickhouse,backfill"
+    ),
 ) -> None:
     """Run benchmarks and write JSON results (one file per benchmark)."""
     import json
@@ -250,6 +254,11 @@ def bench(
         ch = {"sink_throughput": sink_throughput(settings, logs, touches * 3)}
         console.print(ch)
         (out / "clickhouse.json").write_text(json.dumps(ch, indent=2) + "\n")
+    if "backfill" in only:
+        from pipeline.bench.backfill import run_backfill_bench
+
+        bf = run_backfill_bench(settings, console, touches * 5)
+        (out / "backfill.json").write_text(json.dumps(bf, indent=2) + "\n")
 
 
 if __name__ == "__main__":

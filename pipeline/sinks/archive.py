@@ -35,18 +35,22 @@ log = get_logger("archive")
 
 class _Received(msgspec.Struct, rename="camel"):
     received_at: datetime | None = None
+    replayed: bool = False
 
 
 _received = msgspec.json.Decoder(_Received)
 
 
+def _meta(value: bytes) -> _Received:
+    try:
+        return _received.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _Received()
+
+
 def hour_bucket(value: bytes) -> str:
     """``date=YYYY-MM-DD/hour=HH`` of the event's receipt (ingestion time, UTC)."""
-    try:
-        ts = _received.decode(value).received_at
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        ts = None
-    ts = (ts or datetime.now(UTC)).astimezone(UTC)
+    ts = (_meta(value).received_at or datetime.now(UTC)).astimezone(UTC)
     return f"date={ts:%Y-%m-%d}/hour={ts:%H}"
 
 
@@ -61,16 +65,19 @@ def archived_offsets(root: Path, topic: str) -> dict[int, int]:
     return out
 
 
-def write_part(root: Path, bucket: str, topic: str, partition: int, msgs: list[Message]) -> Path:
-    first, last = msgs[0].offset() or 0, msgs[-1].offset() or 0
+def write_part(
+    root: Path, bucket: str, topic: str, partition: int, msgs: list[tuple[int, bytes]]
+) -> Path:
+    """One immutable file of (offset, value) records, then its manifest."""
+    first, last = msgs[0][0], msgs[-1][0]
     directory = root / bucket
     directory.mkdir(parents=True, exist_ok=True)
     name = f"part-{partition:03d}-{first:012d}-{last:012d}"
     path = directory / f"{name}.jsonl.gz"
     tmp = directory / f".{name}.tmp"
     with gzip.open(tmp, "wb") as fh:
-        for m in msgs:
-            fh.write((m.value() or b"") + b"\n")
+        for _offset, value in msgs:
+            fh.write(value + b"\n")
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     tmp.replace(path)
     manifest = {
@@ -107,19 +114,22 @@ class ArchiveSink:
         )
 
     def flush(self, msgs: list[Message]) -> int:
-        groups: dict[tuple[int, str], list[Message]] = defaultdict(list)
+        groups: dict[tuple[int, str], list[tuple[int, bytes]]] = defaultdict(list)
         last: dict[int, int] = {}
         for m in msgs:
             p, off = m.partition() or 0, m.offset() or 0
             last[p] = max(last.get(p, -1), off)
             if off <= self.done.get(p, -1):
                 continue  # archived before a crash, offsets not yet committed
-            groups[(p, hour_bucket(m.value() or b""))].append(m)
+            value = m.value() or b""
+            if _meta(value).replayed:
+                continue  # `crm replay` re-published it: the original is archived already
+            groups[(p, hour_bucket(value))].append((off, value))
         start = time.perf_counter()
         written = 0
         for (p, bucket), part in sorted(groups.items()):
             write_part(self.root, bucket, self.topic, p, part)
-            self.done[p] = max(self.done.get(p, -1), part[-1].offset() or 0)
+            self.done[p] = max(self.done.get(p, -1), part[-1][0])
             written += len(part)
         if last:
             self.consumer.commit(

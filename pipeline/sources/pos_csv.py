@@ -135,7 +135,7 @@ def to_transaction(rows: list[tuple[int, dict[str, str]]]) -> bytes:
     return msgspec.json.encode(doc)
 
 
-def _groups(
+def transaction_groups(
     reader: Iterator[dict[str, str]], mapping: dict[str, str], skip: int
 ) -> Iterator[list[tuple[int, dict[str, str]]]]:
     """Consecutive rows of one transaction, with 1-based data row numbers."""
@@ -208,7 +208,7 @@ def import_file(
             chunk: list[tuple[bytes, Any]] = []
             chunk_rows: list[list[tuple[int, dict[str, str]]]] = []
             done = skip
-            for group in _groups(reader, mapping, skip):
+            for group in transaction_groups(reader, mapping, skip):
                 try:
                     raw = to_transaction(group)
                     item: Any = raw

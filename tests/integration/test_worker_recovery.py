@@ -29,6 +29,7 @@ from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
 from pipeline.transforms.profile import Profile
+from tests.integration.profiles import comparable
 
 
 def workload(settings: Settings, customers: int, touches: int) -> list[list[Record]]:
@@ -66,31 +67,37 @@ def reference_profiles(settings: Settings) -> list[Profile]:
     return list(by_customer.values())
 
 
-COMPARED = (
-    "events",
-    "orders",
-    "revenue_cents",
-    "page_views",
-    "cart_adds",
-    "cart_cents",
-    "email",
-    "support",
-    "consent",
-    "points_earned",
-    "points_redeemed",
-    "categories",
-    "stores",
-    "product_views",
-)
-
-
-def comparable(p: Profile) -> dict:
-    doc = msgspec.to_builtins(p)
-    out = {k: doc.get(k) for k in COMPARED}
-    out["identifiers"] = {k: sorted(v) for k, v in p.identifiers.items()}
-    out["sessions"] = len(p.sessions)
-    out["traits"] = {k: v.value for k, v in p.traits.items()}
-    return out
+def diagnose(settings: Settings) -> str:
+    """Which customers differ from the reference, with their Redis records (for a failure)."""
+    r = redis.Redis.from_url(settings.redis_url)
+    decoder = msgspec.json.Decoder(Profile)
+    stored: dict[str, Profile] = {}
+    tombstones: dict[str, dict] = {}
+    for key in r.scan_iter(f"{settings.topic_prefix}profile:*", count=1000):
+        fields = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
+        if "json" in fields:
+            p = decoder.decode(fields["json"])
+            stored[p.customer_id] = p
+        else:
+            tombstones[key.decode()] = fields
+    owner = {
+        (k, v): cid for cid, p in stored.items() for k, vs in p.identifiers.items() for v in vs
+    }
+    lines = []
+    for exp in reference_profiles(settings):
+        cids = {owner.get((k, v)) for k, vs in exp.identifiers.items() for v in vs}
+        got = [stored[c] for c in cids if c]
+        if len(got) != 1 or got[0].events != exp.events:
+            lines.append(
+                f"expected {exp.events} events for {sorted(exp.identifiers.items())}; got "
+                + str([(g.customer_id, g.events, g.version, g.merges) for g in got])
+                + (" (some identifiers unowned)" if None in cids else "")
+            )
+    return (
+        f"{len(lines)} customers differ: "
+        + " | ".join(lines[:5])
+        + f"; tombstones {len(tombstones)}"
+    )
 
 
 def test_sigkill_and_rebalance_keep_profiles_exact(settings: Settings, tmp_path: Path):
@@ -143,7 +150,8 @@ def test_sigkill_and_rebalance_keep_profiles_exact(settings: Settings, tmp_path:
                 break
             assert time.monotonic() < deadline, (
                 f"profiles hold {now_total} of {total} events; lag "
-                f"{group_lag_by_partition(settings, group, [settings.topic('events')])}"
+                f"{group_lag_by_partition(settings, group, [settings.topic('events')])}; "
+                f"{diagnose(settings)}"
             )
             time.sleep(0.5)
 

@@ -10,7 +10,9 @@
 * ClickHouse unavailable: back off and retry the same insert, dropping nothing;
 * duplicate events (same event id at another offset, from a client retry or a
   replayed worker) are skipped with a Redis marker keyed by event id whose value
-  is the record's own position, so a retried record is never mistaken for a copy.
+  is the record's own position, so a retried record is never mistaken for a copy;
+  events re-published by ``crm replay`` (possibly older than the markers' TTL) are
+  also checked against the ``events`` table itself.
 """
 
 from __future__ import annotations
@@ -138,6 +140,17 @@ class ClickHouseSink:
             if stored is not None and stored.decode() != position
         }
 
+    def _already_inserted(self, event_ids: list[str]) -> set[str]:
+        """Replayed events may be older than the Redis markers' TTL: ask ClickHouse itself."""
+        if not event_ids:
+            return set()
+        with self.lock:
+            result = self.client.query(
+                "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s",
+                parameters={"ids": event_ids},
+            )
+        return {row[0] for row in result.result_rows}
+
     def rows_for(self, topic: str, msgs: list[Message]) -> list[list[Any]]:
         table = self.tables[topic][0]
         rows: list[list[Any]] = []
@@ -150,7 +163,12 @@ class ClickHouseSink:
             dupes = self._duplicates(
                 [(r.event.message_id or "", f"{m.partition()}:{m.offset()}") for r, m in routed]
             )
+            present = self._already_inserted(
+                [r.event.message_id or "" for r, m in routed if r.event.replayed]
+            )
             for rec, m in routed:
+                if rec.event.replayed and (rec.event.message_id or "") in present:
+                    continue
                 if f"{m.partition()}:{m.offset()}" not in dupes:
                     rows.append(
                         event_row(rec.event, rec.customer_id, m.partition() or 0, m.offset() or 0)
