@@ -1,0 +1,97 @@
+"""Preferences: behavioural affinities from the profile, and item-to-item recommendations.
+
+* transparent: category, brand and product affinities read from the profile
+  (purchases weigh most, then cart adds, then views); stated preferences from the
+  preference centre (profile traits ``preferred_categories``) always come first;
+* collaborative: item-to-item co-occurrence learned online from every customer's
+  recent items (Linden, Smith & York 2003, "Amazon.com recommendations"), scored
+  by cosine similarity to the customer's last items, most recent first; items the
+  customer already bought are excluded; popularity fills cold starts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from pipeline.transforms.profile import Profile
+
+HISTORY = 50  # recent items per user that pair with a new one
+QUERY = 20  # recent items that vote for candidates
+DECAY = 0.9  # weight of the n-th most recent item: DECAY ** n
+
+
+@dataclass
+class CoOccurrence:
+    co: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    history: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    learned: int = 0
+
+    def learn(self, user: str, item: str) -> None:
+        recent = self.history[user]
+        if item in recent[-HISTORY:]:
+            recent.remove(item)
+        else:
+            for other in set(recent[-HISTORY:]):
+                self.co[item][other] += 1
+                self.co[other][item] += 1
+            self.count[item] += 1
+        recent.append(item)
+        if len(recent) > 4 * HISTORY:
+            del recent[: len(recent) - HISTORY]
+        self.learned += 1
+
+    def popular(self, k: int, exclude: set[str]) -> list[str]:
+        best = heapq.nlargest(k + len(exclude), self.count.items(), key=lambda kv: (kv[1], kv[0]))
+        return [item for item, _n in best if item not in exclude][:k]
+
+    def recommend(self, recent: list[str], k: int, exclude: set[str]) -> list[str]:
+        scores: dict[str, float] = defaultdict(float)
+        for age, item in enumerate(reversed(recent[-QUERY:])):
+            weight = DECAY**age
+            n_item = self.count.get(item, 0) or 1
+            for other, together in self.co.get(item, {}).items():
+                if other not in exclude:
+                    scores[other] += weight * together / math.sqrt(n_item * self.count[other])
+        top = heapq.nlargest(k, scores.items(), key=lambda kv: (kv[1], kv[0]))
+        out = [item for item, _s in top]
+        if len(out) < k:
+            out += [i for i in self.popular(k, exclude | set(out))][: k - len(out)]
+        return out
+
+    def for_user(self, user: str, k: int, exclude: set[str] | None = None) -> list[str]:
+        seen = exclude if exclude is not None else set(self.history.get(user, []))
+        return self.recommend(self.history.get(user, []), k, seen)
+
+
+def affinities(profile: Profile, top: int = 5) -> dict[str, list[str]]:
+    """Top categories, brands and products; stated preferences lead."""
+    cats: dict[str, float] = defaultdict(float)
+    for name, spend in profile.categories.items():
+        cats[name] += 5 * spend.count
+    brands = {name: 5.0 * s.count for name, s in profile.brands.items()}
+    products: dict[str, float] = defaultdict(float)
+    for sku, n in profile.product_views.items():
+        products[sku] += n
+    for sku, n in profile.skus_bought.items():
+        products[sku] += 5 * n
+    stated = profile.traits.get("preferred_categories")
+    stated_list = (
+        [str(c) for c in stated.value] if stated and isinstance(stated.value, list) else []
+    )
+
+    def rank(d: dict[str, float]) -> list[str]:
+        return [k for k, _v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+
+    categories = stated_list + [c for c in rank(cats) if c not in stated_list]
+    return {
+        "categories": categories[:top],
+        "brands": rank(brands),
+        "products": rank(products),
+        "stated": stated_list,
+    }
