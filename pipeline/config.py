@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, description="Prometheus port of a worker (0: off)")
     worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
     worker_batch_ms: int = Field(default=50, ge=1, description="Longest wait to fill a batch")
+    model_refit_every: int = Field(
+        default=2000, ge=10, description="Purchases between lifetime-value refits of a worker"
+    )
+    model_checkpoint_s: float = Field(
+        default=60.0, gt=0, description="Seconds between model checkpoints of a worker"
+    )
     table_store: str = Field(
         default="rocksdb://", description="Faust table store (rocksdb:// or memory://)"
     )

@@ -18,3 +18,6 @@ SINK_SECONDS = Histogram("crm_sink_flush_seconds", "Sink flush latency", ["sink"
 CONSUMER_LAG = Gauge(
     "crm_consumer_lag", "Records behind the end of the topic", ["topic", "partition"]
 )
+MODEL_METRIC = Gauge(
+    "crm_model_metric", "Prequential model quality (rolling AUC, log loss, drift alarms)", ["name"]
+)

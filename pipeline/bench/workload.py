@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -32,3 +33,61 @@ def simulated_records(
         records.extend(prepared.records)
     rng.shuffle(records)
     return records
+
+
+CATALOGUE = {
+    "vinyl": ["v1", "v2", "v3", "v4", "v5", "v6"],
+    "cd": ["c1", "c2", "c3", "c4", "c5"],
+    "merch": ["m1", "m2", "m3", "m4"],
+}
+
+
+def purchase_history(
+    settings: Settings, customers: int, days: int = 400, seed: int = 3
+) -> list[Record]:
+    """Store receipts spread over ``days`` of the past, BG/NBD-like, in time order.
+
+    Each customer buys at their own Poisson rate and drops out for good after any
+    purchase with their own probability; items come from the customer's favourite
+    category mostly, so item co-occurrence carries signal.
+    """
+    rng = random.Random(seed)
+    end = datetime.now(UTC) - timedelta(days=1)
+    start = end - timedelta(days=days)
+    docs: list[tuple[datetime, dict[str, object]]] = []
+    for c in range(customers):
+        rate = rng.gammavariate(0.8, 1 / 20)  # purchases per day
+        dropout = rng.betavariate(1.0, 3.0)
+        favourite = rng.choice(list(CATALOGUE))
+        t = start + timedelta(days=rng.uniform(0, days * 0.6))
+        n = 0
+        while t < end:
+            cat = favourite if rng.random() < 0.8 else rng.choice(list(CATALOGUE))
+            prices = {
+                sku: round(rng.uniform(5, 40), 2)
+                for sku in rng.sample(CATALOGUE[cat], k=rng.randint(1, 2))
+            }
+            items = [{"sku": sku, "category": cat, "price": p} for sku, p in prices.items()]
+            docs.append(
+                (
+                    t,
+                    {
+                        "type": "pos_transaction",
+                        "messageId": f"hist-{seed}-{c}-{n}",
+                        "transactionId": f"h{c}-{n}",
+                        "storeId": f"s{c % 3}",
+                        "loyaltyId": f"LC{c:05d}",
+                        "timestamp": t.isoformat(),
+                        "items": items,
+                        "total": round(sum(prices.values()), 2),
+                    },
+                )
+            )
+            n += 1
+            if rng.random() < dropout:
+                break
+            t += timedelta(days=rng.expovariate(max(rate, 1e-3)))
+    docs.sort(key=lambda d: (d[0], str(d[1]["messageId"])))
+    ingestor = Ingestor(settings)
+    prepared = ingestor.prepare_raw([msgspec.json.encode(d) for _t, d in docs], source="pos")
+    return [r for r in prepared.records if r.topic.endswith(".events")]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from pipeline.cli.analytics import register as register_analytics
 from pipeline.cli.backfill import register as register_backfill
+from pipeline.cli.models import register as register_models
 from pipeline.config import REPO_ROOT, get_settings
 from pipeline.logs import configure
 
@@ -27,6 +28,7 @@ app.add_typer(schemas_app, name="schemas")
 console = Console()
 register_analytics(app)
 register_backfill(app)
+register_models(app)
 
 
 def _services(action: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import redis
 from rich.console import Console
@@ -71,6 +73,25 @@ def _collector(settings: Settings, table: Table) -> None:
         table.add_row("collector", "[dim]not running", url)
 
 
+def _models(settings: Settings, table: Table) -> None:
+    from pipeline.models.checkpoint import summaries
+
+    found = summaries(settings.data_dir / "models")
+    if not found:
+        table.add_row("models", "[dim]no checkpoint", "a worker checkpoints every minute")
+    for doc in found:
+        churn = doc.get("churn", {})
+        clv = "fitted" if doc.get("clv") else "not fitted yet"
+        table.add_row(
+            f"models {Path(doc['checkpoint']).parent.name}/{Path(doc['checkpoint']).stem}",
+            "[red]drift" if churn.get("drift_alarms") else "[green]learning",
+            f"churn labels {churn.get('labels_learned', 0):,}, rolling AUC "
+            f"{churn.get('rolling_auc', 0):.3f}, log loss {churn.get('log_loss', 0):.3f}, "
+            f"drift alarms {churn.get('drift_alarms', 0)}; lifetime value {clv}; "
+            f"checkpoint {doc.get('written_at', '?')[:19]}",
+        )
+
+
 def render_status(settings: Settings, console: Console) -> None:
     table = Table(title="crm status")
     table.add_column("component")
@@ -80,4 +101,5 @@ def render_status(settings: Settings, console: Console) -> None:
     _redis(settings, table)
     _clickhouse(settings, table)
     _collector(settings, table)
+    _models(settings, table)
     console.print(table)

@@ -25,22 +25,22 @@ DECAY = 0.9  # weight of the n-th most recent item: DECAY ** n
 
 @dataclass
 class CoOccurrence:
-    co: dict[str, dict[str, int]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(int))
-    )
-    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    history: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    co: dict[str, dict[str, int]] = field(default_factory=dict)  # plain dicts: picklable
+    count: dict[str, int] = field(default_factory=dict)
+    history: dict[str, list[str]] = field(default_factory=dict)
     learned: int = 0
 
     def learn(self, user: str, item: str) -> None:
-        recent = self.history[user]
+        recent = self.history.setdefault(user, [])
         if item in recent[-HISTORY:]:
             recent.remove(item)
         else:
+            row = self.co.setdefault(item, {})
             for other in set(recent[-HISTORY:]):
-                self.co[item][other] += 1
-                self.co[other][item] += 1
-            self.count[item] += 1
+                row[other] = row.get(other, 0) + 1
+                col = self.co.setdefault(other, {})
+                col[item] = col.get(item, 0) + 1
+            self.count[item] = self.count.get(item, 0) + 1
         recent.append(item)
         if len(recent) > 4 * HISTORY:
             del recent[: len(recent) - HISTORY]

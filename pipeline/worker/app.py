@@ -19,6 +19,7 @@ from faust.transport.producer import ProducerBuffer
 
 from pipeline.config import Settings
 from pipeline.logs import get_logger
+from pipeline.models.host import ModelHost
 from pipeline.sinks.redis_profiles import RedisProfileSink
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.transforms.identity import load_rules
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> faust.App:
         # Table writes go to the changelog partition of the current event.
         _current_event.set(weakref.ref(event))
 
+    models = ModelHost(settings)
     profile_stage = ProfileStage(
         profiles,
         RedisProfileSink(redis, settings.redis_prefix),
@@ -96,6 +98,7 @@ def create_app(settings: Settings) -> faust.App:
         by_customer=settings.topic("events.by_customer"),
         bind=bind,
         snapshots=settings.topic("profiles"),
+        scorer=models.scorer,
     )
     within = settings.worker_batch_ms / 1000
 
@@ -115,5 +118,10 @@ def create_app(settings: Settings) -> faust.App:
             await profile_stage.flush()
             for event in batch:
                 await stream.ack(event)
+            models.processed(batch)
+
+    @app.timer(interval=settings.model_checkpoint_s)
+    async def checkpoint_models() -> None:
+        models.checkpoint()
 
     return app

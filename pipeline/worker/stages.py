@@ -25,6 +25,7 @@ import msgspec
 
 from pipeline.events import Event
 from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
+from pipeline.models.scorer import Scorer
 from pipeline.sinks.base import Sink
 from pipeline.sinks.redis_profiles import FORGOTTEN
 from pipeline.stores.identity_redis import RedisIdentityGraph
@@ -157,10 +158,12 @@ class ProfileStage:
         by_customer: str,
         bind: Callable[[Any], None] | None = None,
         snapshots: str | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
         self.table, self.sink, self.send, self.by_customer = table, sink, send, by_customer
         self.snapshots = snapshots  # topic for profile summaries (ClickHouse), if any
         self.bind = bind or (lambda _token: None)
+        self.scorer = scorer  # models: learn from folded events, score changed profiles
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
 
@@ -196,6 +199,8 @@ class ProfileStage:
                 if self.snapshots:
                     await self.send(self.snapshots, cid.encode(), None, None)  # tombstone
                 continue
+            if self.scorer is not None and not profile.merged_into:
+                self.scorer.score(profile)
             self.table[cid.encode()] = encode_profile(profile)
             self.sink.add(profile)
             if self.snapshots:
@@ -222,7 +227,8 @@ class ProfileStage:
             )
             return
         profile = current or Profile(customer_id=rec.customer_id)
-        fold_into(profile, rec.event)
+        if fold_into(profile, rec.event) and self.scorer is not None:
+            self.scorer.observe(profile, rec.event)
         # Put even a duplicate's unchanged profile: on a replay the previous attempt's
         # Redis write may be the part that was lost; the version guard drops it otherwise.
         self._put(profile, token)
