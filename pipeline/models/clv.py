@@ -12,6 +12,7 @@ days from first purchase to now, ``m`` average order value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,9 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 DAY_MS = 86_400_000
+# Parameters are fitted in log space within e^-6 .. e^9: small samples otherwise drift to
+# degenerate corners (b -> infinity, "nobody ever leaves").
+BOUNDS = [(-6.0, 9.0)]
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,11 @@ class Clv:
 
     def value(self, c: Rfm) -> dict[str, float]:
         purchases = self.bgnbd.expected_purchases(c, self.horizon_days)
+        if not math.isfinite(purchases) or purchases < 0:
+            purchases = 0.0
         spend = self.gamma_gamma.expected_spend(c)
+        if not math.isfinite(spend) or spend <= 0:
+            spend = c.m  # the model cannot say more than the customer's own average
         return {
             "expected_purchases": purchases,
             "p_alive": self.bgnbd.p_alive(c),
