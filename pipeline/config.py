@@ -33,6 +33,23 @@ class Settings(BaseSettings):
     identity_rules: Path = Field(
         default=REPO_ROOT / "config" / "identity_rules.yaml", description="Identity rules file"
     )
+    loyalty_rules: Path = Field(
+        default=REPO_ROOT / "config" / "loyalty.yaml",
+        description="Loyalty points, tiers and ladder criteria",
+    )
+    segments_rules: Path = Field(
+        default=REPO_ROOT / "config" / "segments.yaml", description="Segment definitions"
+    )
+    personalization_rules: Path = Field(
+        default=REPO_ROOT / "config" / "personalization.yaml",
+        description="Personalization slots and rules (hot-reloaded by the API)",
+    )
+    segment_tick_s: float = Field(
+        default=1.0, gt=0, description="Seconds between sweeps for due segment timers"
+    )
+    rules_reload_s: float = Field(
+        default=2.0, gt=0, description="Seconds between checks of the personalization rules file"
+    )
     worker_id: str = Field(default="crm", description="Faust application id (consumer group)")
     worker_name: str = Field(default="w1", description="This worker's name (its local state dir)")
     metrics_port: int = Field(default=0, description="Prometheus port of a worker (0: off)")

@@ -21,3 +21,9 @@ CONSUMER_LAG = Gauge(
 MODEL_METRIC = Gauge(
     "crm_model_metric", "Prequential model quality (rolling AUC, log loss, drift alarms)", ["name"]
 )
+SEGMENT_CHANGES = Counter(
+    "crm_audience_changes_total", "Segment entries/exits and ladder/tier changes emitted"
+)
+RULES_RELOADS = Counter(
+    "crm_rules_reloads_total", "Rule file reloads by the API", ["file", "outcome"]
+)

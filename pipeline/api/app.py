@@ -20,10 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.api.personalization import BadRequest, PreferenceCentre, answer
+from pipeline.api.rules_file import ReloadingFile
 from pipeline.config import Settings, get_settings
+from pipeline.errors import TransientError
+from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.transforms.identifiers import PRIORITY, IdentifierError, canonical
+from pipeline.transforms.personalize import load_personalization
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
 
@@ -64,32 +69,57 @@ class ProfileReader:
             return None
         return owner.decode() if isinstance(owner, bytes) else owner
 
+    async def by_identifier(self, kind: str, raw: str) -> tuple[str, Profile] | None:
+        """Profile by an identifier as a website has it; raises IdentifierError if invalid."""
+        if kind not in IDENTIFIER_TYPES:
+            raise IdentifierError(
+                f"unknown identifier type {kind!r}; one of {', '.join(IDENTIFIER_TYPES)}"
+            )
+        value = raw
+        if kind == "partner":
+            partner, _, value = raw.partition(":")
+            kind = f"partner:{partner}"
+        value = canonical(kind, value, salt=self.salt, hash_pii=self.settings.hash_pii)
+        cid = await self.customer_for(kind, value)
+        return await self.by_customer(cid) if cid else None
+
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
-    keys = settings.read_key_set
-    state: dict[str, ProfileReader] = {}
+    read_keys, write_keys = settings.read_key_set, settings.write_key_set
+    state: dict[str, Any] = {}
+    rules = ReloadingFile(
+        settings.personalization_rules, load_personalization, settings.rules_reload_s
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         client = aioredis.Redis.from_url(settings.redis_url)
-        state["reader"] = ProfileReader(settings, client)
+        reader = ProfileReader(settings, client)
+        producer = ConfirmedProducer(
+            settings.kafka_bootstrap, ack_timeout_ms=settings.ack_timeout_ms
+        )
+        state["reader"] = reader
+        state["preferences"] = PreferenceCentre(reader, producer, settings.topic("events"))
         yield
+        producer.close()
         await client.aclose()
 
-    def authorized(request: Request) -> bool:
+    def authorized(request: Request, keys: frozenset[str]) -> bool:
         key = key_from_header(request.headers.get("authorization")) or request.headers.get(
             "x-api-key"
         )
         return is_valid(key, keys)
 
-    def timed(route: str, handler: Any) -> Any:
+    def timed(route: str, handler: Any, write: bool = False) -> Any:
+        kind = "write" if write else "read"
+
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
             response = (
                 await handler(request)
-                if authorized(request)
-                else _error(401, "missing or invalid read key (Authorization: Bearer <key>)")
+                if authorized(request, write_keys if write else read_keys)
+                else _error(401, f"missing or invalid {kind} key (Authorization: Bearer <key>)")
             )
             REQUESTS.labels(route, str(response.status_code)).inc()
             REQUEST_SECONDS.labels(route).observe(time.perf_counter() - start)
@@ -106,22 +136,48 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def profile_by(request: Request) -> Response:
         kind, value = request.path_params["identifier_type"], request.path_params["value"]
-        if kind not in IDENTIFIER_TYPES:
-            return _error(
-                400, f"unknown identifier type {kind!r}; one of {', '.join(IDENTIFIER_TYPES)}"
-            )
-        if kind == "partner":
-            partner, _, value = value.partition(":")
-            kind = f"partner:{partner}"
         try:
-            value = canonical(kind, value, salt=state["reader"].salt, hash_pii=settings.hash_pii)
+            found = await state["reader"].by_identifier(kind, value)
         except IdentifierError as exc:
             return _error(400, str(exc))
-        cid = await state["reader"].customer_for(kind, value)
-        found = await state["reader"].by_customer(cid) if cid else None
         if found is None:
             return _error(404, f"no customer with {kind} {request.path_params['value']!r}")
         return _json(render(found[1], int(time.time() * 1000)))
+
+    async def personalize(request: Request) -> Response:
+        found = await state["reader"].by_customer(request.path_params["customer_id"])
+        return _decide(request, found)
+
+    async def personalize_by(request: Request) -> Response:
+        kind, value = request.path_params["identifier_type"], request.path_params["value"]
+        try:
+            found = await state["reader"].by_identifier(kind, value)
+        except IdentifierError as exc:
+            return _error(400, str(exc))
+        return _decide(request, found)
+
+    def _decide(request: Request, found: tuple[str, Profile] | None) -> Response:
+        config = rules.current()
+        try:
+            return _json(answer(config, request, found, config.digest))
+        except BadRequest as exc:
+            return _error(400, str(exc))
+
+    async def rules_status(_request: Request) -> Response:
+        rules.current()
+        return _json(rules.status() | {"slots": list(rules.value.slots)})
+
+    async def preferences(request: Request) -> Response:
+        cid = request.path_params["customer_id"]
+        try:
+            result = await state["preferences"].update(cid, await request.body())
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        except TransientError as exc:
+            return _error(503, f"could not record the preferences, retry: {exc}")
+        if result is None:
+            return _error(404, f"no customer {cid!r}")
+        return _json(result, 202)
 
     async def health(_request: Request) -> Response:
         return _json({"status": "ok"})
@@ -138,6 +194,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(
                 "/v1/profiles/by/{identifier_type}/{value:path}",
                 timed("/v1/profiles/by", profile_by),
+            ),
+            Route("/v1/personalize/rules", timed("/v1/personalize/rules", rules_status)),
+            Route(
+                "/v1/personalize/by/{identifier_type}/{value:path}",
+                timed("/v1/personalize/by", personalize_by),
+            ),
+            Route("/v1/personalize/{customer_id}", timed("/v1/personalize", personalize)),
+            Route(
+                "/v1/profiles/{customer_id}/preferences",
+                timed("/v1/profiles/preferences", preferences, write=True),
+                methods=["PUT"],
             ),
             Route("/health", health),
             Route("/metrics", metrics),

@@ -45,6 +45,7 @@ from pipeline.backfill.writers import (
 from pipeline.config import Settings
 from pipeline.sinks.clickhouse.client import migrate
 from pipeline.transforms.identity import load_rules
+from pipeline.transforms.loyalty import load_loyalty
 
 RUNNERS = ("DirectRunner", "FlinkRunner", "SparkRunner", "DataflowRunner", "PrismRunner")
 TARGETS = ("redis", "clickhouse")
@@ -85,7 +86,7 @@ def build(
     )
     profiles = (
         resolved.by_customer
-        | "Fold" >> beam.CombinePerKey(CombineProfile())
+        | "Fold" >> beam.CombinePerKey(CombineProfile(load_loyalty(settings.loyalty_rules).rules))
         | "SetCustomer" >> beam.Map(lambda kv: (kv[0], with_customer_id(kv)))
     )
     if "redis" in targets:

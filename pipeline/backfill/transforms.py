@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline.backfill import progress
 from pipeline.events import Event
-from pipeline.transforms.fold import contribution, event_time_ms
+from pipeline.transforms.fold import DEFAULT_RULES, FoldRules, contribution, event_time_ms
 from pipeline.transforms.identity import Ident, Rules
 from pipeline.transforms.identity_batch import (
     UnionFind,
@@ -125,12 +125,15 @@ class ResolveComponent(beam.DoFn):
 class CombineProfile(beam.CombineFn):
     """fold/combine from the profile algebra: add_input folds, merge_accumulators combines."""
 
+    def __init__(self, rules: FoldRules = DEFAULT_RULES) -> None:
+        self.rules = rules  # loyalty accrual, the same file the stream worker reads
+
     def create_accumulator(self) -> Profile:
         return Profile(customer_id="")
 
     def add_input(self, acc: Profile, raw: bytes) -> Profile:
         event = _event_decoder.decode(raw)
-        return merge_into(acc, contribution(event, acc.customer_id))
+        return merge_into(acc, contribution(event, acc.customer_id, self.rules))
 
     def merge_accumulators(self, accs: Iterable[Profile]) -> Profile:
         it = iter(accs)

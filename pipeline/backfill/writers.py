@@ -28,8 +28,9 @@ from clickhouse_connect.driver.client import Client
 from pipeline.events import Event
 from pipeline.sinks.clickhouse.client import connect
 from pipeline.sinks.clickhouse.rows import EVENT_COLUMNS, MERGE_COLUMNS, event_row
-from pipeline.sinks.redis_profiles import WRITE_IF_NEWER, public_json
+from pipeline.sinks.redis_profiles import WRITE_IF_NEWER, write_args
 from pipeline.stores.identity_redis import SEP
+from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile import decode as decode_profile
 
 INSERT_CHUNK = 10_000
@@ -61,8 +62,8 @@ class WriteProfiles(beam.DoFn):
         pipe = self.r.pipeline(transaction=False)
         for raw, members in batch:
             p = decode_profile(raw)
-            key = f"{self.prefix}profile:{p.customer_id}"
-            self.script(keys=[key], args=[p.version, public_json(p), now, ""], client=pipe)
+            keys, args = write_args(self.prefix, p, now, audience=False)
+            self.script(keys=keys, args=args, client=pipe)
             for kind, value in members:
                 pipe.set(f"{self.prefix}id:{kind}:{value}", p.customer_id, nx=True)
                 pipe.sadd(f"{self.prefix}cust:{p.customer_id}:ids", f"{kind}{SEP}{value}")
@@ -92,9 +93,9 @@ class WriteTombstones(beam.DoFn):
         pipe = self.r.pipeline(transaction=False)
         for absorbed, survivor in batch:
             # Version 1: any profile the stream wrote for this customer is at least as new.
-            self.script(
-                keys=[f"{self.prefix}profile:{absorbed}"], args=[1, b"", now, survivor], client=pipe
-            )
+            tombstone = Profile(customer_id=absorbed, version=1, merged_into=survivor)
+            keys, args = write_args(self.prefix, tombstone, now)
+            self.script(keys=keys, args=args, client=pipe)
             pipe.set(f"{self.prefix}cust:{absorbed}:merged_into", survivor, nx=True)
         pipe.execute()
         yield len(batch)

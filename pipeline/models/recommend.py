@@ -2,7 +2,8 @@
 
 * transparent: category, brand and product affinities read from the profile
   (purchases weigh most, then cart adds, then views); stated preferences from the
-  preference centre (profile traits ``preferred_categories``) always come first;
+  preference centre (``preferences.categories``, or the ``preferred_categories`` trait)
+  always come first;
 * collaborative: item-to-item co-occurrence learned online from every customer's
   recent items (Linden, Smith & York 2003, "Amazon.com recommendations"), scored
   by cosine similarity to the customer's last items, most recent first; items the
@@ -80,7 +81,7 @@ def affinities(profile: Profile, top: int = 5) -> dict[str, list[str]]:
         products[sku] += n
     for sku, n in profile.skus_bought.items():
         products[sku] += 5 * n
-    stated = profile.traits.get("preferred_categories")
+    stated = profile.preferences.get("categories") or profile.traits.get("preferred_categories")
     stated_list = (
         [str(c) for c in stated.value] if stated and isinstance(stated.value, list) else []
     )
@@ -88,9 +89,15 @@ def affinities(profile: Profile, top: int = 5) -> dict[str, list[str]]:
     def rank(d: dict[str, float]) -> list[str]:
         return [k for k, _v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
 
+    excluded = profile.preferences.get("excluded_categories")
+    excluded_set = (
+        {str(c) for c in excluded.value} if excluded and isinstance(excluded.value, list) else set()
+    )
     categories = stated_list + [c for c in rank(cats) if c not in stated_list]
+    categories = [c for c in categories if c not in excluded_set]
     return {
         "categories": categories[:top],
+        "excluded": sorted(excluded_set),
         "brands": rank(brands),
         "products": rank(products),
         "stated": stated_list,

@@ -124,6 +124,9 @@ class Scorer:
         if prefs["stated"]:  # stated preferences win: their categories first
             stated = set(prefs["stated"])
             recs.sort(key=lambda sku: self.categories.get(sku) not in stated)
+        if prefs["excluded"]:  # and excluded categories are never recommended
+            excluded = set(prefs["excluded"])
+            recs = [sku for sku in recs if self.categories.get(sku) not in excluded]
         put("recommendations", recs[:10])
 
     def summary(self) -> dict[str, Any]:

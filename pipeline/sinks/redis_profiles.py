@@ -1,7 +1,11 @@
 """Profiles in Redis for millisecond lookups, guarded by version.
 
-Each profile is a hash ``profile:<customer id>`` with ``v`` (version) and
-``json``. A Lua script replaces it only when the incoming version is higher, so
+Each profile is a hash ``profile:<customer id>`` with ``v`` (version),
+``json`` and ``s`` (its segments). Segment membership lives in sorted sets
+``segment:<name>`` (score: event time entered) changed by the same script, so a
+set never disagrees with the profile version that put the customer there; the
+next time a segment timer is due sits in the sorted set ``segments:due``.
+A Lua script replaces the profile only when the incoming version is higher, so
 a replayed or reordered write never rolls a profile back. An absorbed (or
 forgotten) customer becomes a tombstone: ``v`` and ``m`` (the survivor) without
 ``json``. Deleting the key instead would let a late write from a worker that
@@ -22,7 +26,24 @@ from pipeline.transforms.profile import Profile
 
 WRITE_IF_NEWER = """
 local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+if ARGV[6] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[7])
+elseif ARGV[6] ~= '-' then
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+end
+if cur and tonumber(cur) == tonumber(ARGV[1]) then return 0 end
+if ARGV[5] ~= '-' then
+  local new = cjson.decode(ARGV[5])
+  local old = redis.call('HGET', KEYS[1], 's')
+  if old then
+    for name, _ in pairs(cjson.decode(old)) do
+      if new[name] == nil then redis.call('ZREM', ARGV[8] .. name, ARGV[7]) end
+    end
+  end
+  for name, t in pairs(new) do redis.call('ZADD', ARGV[8] .. name, t, ARGV[7]) end
+  redis.call('HSET', KEYS[1], 's', ARGV[5])
+end
 if ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[1], 'json')
   redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[4], 't', ARGV[3])
@@ -38,8 +59,39 @@ _encoder = msgspec.json.Encoder()
 
 
 def public_json(profile: Profile) -> bytes:
-    """The stored form: everything but the dedupe window."""
-    return _encoder.encode(msgspec.structs.replace(profile, seen={}))
+    """The stored form: everything but the dedupe window and the re-send buffer."""
+    audience = profile.audience
+    if audience is not None and audience.changes:
+        audience = msgspec.structs.replace(audience, changes=[])
+    return _encoder.encode(msgspec.structs.replace(profile, seen={}, audience=audience))
+
+
+Args = list[int | str | bytes]
+
+
+def write_args(
+    prefix: str, profile: Profile, now: str, audience: bool = True
+) -> tuple[list[str], Args]:
+    """Keys and arguments of WRITE_IF_NEWER for a profile or a tombstone.
+
+    ``audience=False`` (the backfill, which derives no segments) leaves segment
+    sets and timers as they are.
+    """
+    cid = profile.customer_id
+    keys = [f"{prefix}profile:{cid}", f"{prefix}segments:due"]
+    tail: Args = [cid, f"{prefix}segment:"]
+    if profile.merged_into:  # tombstone: survivor (or erasure), no content, no segments
+        forgotten = profile.merged_into == FORGOTTEN
+        version = FORGOTTEN_VERSION if forgotten else profile.version
+        return keys, [version, b"", now, profile.merged_into, b"{}", "", *tail]
+    a = profile.audience
+    if not audience:
+        segments: bytes | str = "-"
+        due: int | str = "-"
+    else:
+        segments = _encoder.encode(a.segments if a is not None else {})
+        due = a.due if a is not None and a.due is not None else ""
+    return keys, [profile.version, public_json(profile), now, "", segments, due, *tail]
 
 
 class RedisProfileSink(Sink[Profile]):
@@ -62,19 +114,9 @@ class RedisProfileSink(Sink[Profile]):
         pending, self._pending = self._pending, {}
         now = str(int(time.time() * 1000))
         pipe = self.r.pipeline(transaction=False)
-        for cid, profile in pending.items():
-            args: list[int | str | bytes]
-            if profile.merged_into:  # tombstone: survivor (or erasure), no content
-                forgotten = profile.merged_into == FORGOTTEN
-                args = [
-                    FORGOTTEN_VERSION if forgotten else profile.version,
-                    b"",
-                    now,
-                    profile.merged_into,
-                ]
-            else:
-                args = [profile.version, public_json(profile), now, ""]
-            await self._script(keys=[self.key(cid)], args=args, client=pipe)
+        for profile in pending.values():
+            keys, args = write_args(self.prefix, profile, now)
+            await self._script(keys=keys, args=args, client=pipe)
         await pipe.execute()
         SINK_SECONDS.labels("redis").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("redis").inc(len(pending))

@@ -33,6 +33,8 @@ from pipeline.transforms.profile import (
 )
 
 WEB_TYPES = (Page, Screen, Track)
+PREFERENCES_EVENT = "Preferences Updated"  # what the preference centre emits
+PREFERENCE_KEYS = frozenset({"categories", "excluded_categories", "channels", "language"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,15 @@ class FoldRules:
     """Business rules the fold needs; loyalty accrual is configurable per deployment."""
 
     points_per_currency_unit: float = 1.0
+    channel_multipliers: tuple[tuple[str, float], ...] = ()  # ("store", 1.5), ("web", 1.0)
+    category_multipliers: tuple[tuple[str, float], ...] = ()  # ("beauty", 2.0)
+
+    def points(self, channel: str, total_cents: int, lines: list[tuple[str | None, int]]) -> int:
+        """Points for one purchase: the total at the base rate, plus category bonuses."""
+        rate = self.points_per_currency_unit * dict(self.channel_multipliers).get(channel, 1.0)
+        bonus = dict(self.category_multipliers)
+        extra = sum(c * (bonus[cat] - 1.0) for cat, c in lines if cat in bonus)
+        return max(0, int((total_cents + extra) * rate) // 100)
 
 
 DEFAULT_RULES = FoldRules()
@@ -75,7 +86,9 @@ def _spend(keys: list[tuple[str | None, int]]) -> dict[str, Spend]:
     return out
 
 
-def _purchase(p: Profile, t: int, total_cents: int, lines: list[_Line], rules: FoldRules) -> None:
+def _purchase(
+    p: Profile, t: int, total_cents: int, lines: list[_Line], rules: FoldRules, channel: str
+) -> None:
     p.orders = 1
     p.revenue_cents = total_cents
     p.purchase_times = [t]
@@ -86,7 +99,7 @@ def _purchase(p: Profile, t: int, total_cents: int, lines: list[_Line], rules: F
         if li.sku:
             skus[li.sku] = skus.get(li.sku, 0) + li.quantity
     p.skus_bought = skus
-    p.points_earned = int(total_cents * rules.points_per_currency_unit) // 100
+    p.points_earned = rules.points(channel, total_cents, [(li.category, li.cents) for li in lines])
 
 
 def _web_line(prod: dict[str, object]) -> _Line:
@@ -115,7 +128,8 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
     label = f"{kind}:{event.event}" if isinstance(event, Track) else kind
     p.counts = {label: 1}
 
-    if isinstance(event, WEB_TYPES):
+    stated = isinstance(event, Track) and event.event == PREFERENCES_EVENT
+    if isinstance(event, WEB_TYPES) and not stated:
         is_page = isinstance(event, Page | Screen)
         product = isinstance(event, Track) and event.event == "Product Viewed"
         p.sessions = [Session(t, t, 1, int(is_page), int(product))]
@@ -128,13 +142,17 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
         elif event.event == "Product Added":
             p.cart_adds = 1
             p.cart_cents = _web_line(props).cents
+        elif event.event == PREFERENCES_EVENT:
+            p.preferences = {
+                k: Lww(v, t, eid) for k, v in sorted(props.items()) if k in PREFERENCE_KEYS
+            }
         elif event.event == "Order Completed":
             products = props.get("products") or []
             lines = [_web_line(prod) for prod in products if isinstance(prod, dict)]
             total = cents(
                 props.get("revenue") if props.get("revenue") is not None else props.get("total")
             )
-            _purchase(p, t, total, lines, rules)
+            _purchase(p, t, total, lines, rules, "web")
     elif isinstance(event, Identify):
         p.traits = {k: Lww(v, t, eid) for k, v in event.traits.items()}
     elif isinstance(event, PosTransaction):
@@ -142,7 +160,7 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
             _Line(li.sku, li.category, li.brand, li.quantity, cents(li.price) * li.quantity)
             for li in event.items
         ]
-        _purchase(p, t, cents(event.total), pos_lines, rules)
+        _purchase(p, t, cents(event.total), pos_lines, rules, "store")
         p.stores = {event.store_id: 1}
         p.points_redeemed = event.points_redeemed
     elif isinstance(event, Email):

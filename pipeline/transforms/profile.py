@@ -54,6 +54,34 @@ class Spend(msgspec.Struct, array_like=True):
     cents: int
 
 
+class Change(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One audience transition: a segment entered or left, a new ladder stage or tier.
+
+    ``change_id`` is deterministic, so a transition re-sent after a crash is
+    recognisably the same one downstream.
+    """
+
+    change_id: str
+    customer_id: str
+    kind: str  # segment | stage | tier
+    name: str  # segment name, or the new stage / tier
+    action: str  # enter | exit | change
+    previous: str | None = None
+    version: int = 0  # profile version that made the change
+    at: int = 0  # event time of the evaluation (ms)
+    reason: str = ""
+
+
+class Audience(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Derived marketing state: not part of the profile algebra, recomputed on change."""
+
+    stage: str = ""
+    tier: str = ""
+    segments: dict[str, int] = {}  # segment -> event time entered
+    due: int | None = None  # next event time a time-relative condition flips
+    changes: list[Change] = []  # transitions of the last change, re-sent on replays
+
+
 class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Everything known about one customer; ``version`` grows with every change."""
 
@@ -89,6 +117,8 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     points_earned: int = 0
     points_redeemed: int = 0
     scores: dict[str, Lww] = {}
+    preferences: dict[str, Lww] = {}  # stated in the preference centre; always win
+    audience: Audience | None = None  # derived; merge_into leaves it alone
 
 
 _encoder = msgspec.json.Encoder()
@@ -239,6 +269,7 @@ def merge_into(a: Profile, b: Profile) -> Profile:
     a.points_earned += b.points_earned
     a.points_redeemed += b.points_redeemed
     _lww_into(a.scores, b.scores)
+    _lww_into(a.preferences, b.preferences)
     return a
 
 

@@ -90,7 +90,11 @@ def render(p: Profile, now_ms: int) -> dict[str, Any]:
             "points_earned": p.points_earned,
             "points_redeemed": p.points_redeemed,
             "points_balance": p.points_earned - p.points_redeemed,
+            "stage": p.audience.stage if p.audience else None,
+            "tier": p.audience.tier if p.audience else None,
         },
+        "segments": sorted(p.audience.segments) if p.audience else [],
         "scores": {k: v.value for k, v in sorted(p.scores.items())},
+        "preferences": {k: v.value for k, v in sorted(p.preferences.items())},
         "merged_customers": [m.split(">", 1)[0] for m in p.merges],
     }

@@ -22,7 +22,10 @@ from pipeline.logs import get_logger
 from pipeline.models.host import ModelHost
 from pipeline.sinks.redis_profiles import RedisProfileSink
 from pipeline.stores.identity_redis import RedisIdentityGraph
+from pipeline.stores.segments_redis import SegmentTimers
+from pipeline.transforms.audience import load_audience
 from pipeline.transforms.identity import load_rules
+from pipeline.worker.records import Tick, encoder
 from pipeline.worker.stages import IdentityStage, ProfileStage
 
 log = get_logger("worker")
@@ -69,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.topic("identity.merges"): app.topic(settings.topic("identity.merges"), **raw),
         settings.topic("events.dlq"): app.topic(settings.topic("events.dlq"), **raw),
         settings.topic("profiles"): app.topic(settings.topic("profiles"), **raw),
+        settings.topic("segments.changes"): app.topic(settings.topic("segments.changes"), **raw),
     }
 
     async def send(
@@ -99,7 +103,10 @@ def create_app(settings: Settings) -> faust.App:
         bind=bind,
         snapshots=settings.topic("profiles"),
         scorer=models.scorer,
+        audience=load_audience(settings.loyalty_rules, settings.segments_rules),
+        changes=settings.topic("segments.changes"),
     )
+    timers = SegmentTimers(redis, settings.redis_prefix)
     within = settings.worker_batch_ms / 1000
 
     @app.agent(events)
@@ -119,6 +126,17 @@ def create_app(settings: Settings) -> faust.App:
             for event in batch:
                 await stream.ack(event)
             models.processed(batch)
+
+    @app.timer(interval=settings.segment_tick_s)
+    async def segment_timers() -> None:
+        # Event time: "no purchase for 60 days" fires when the stream's clock passes it.
+        now = await timers.advance_clock(profile_stage.clock)
+        if now <= 0:
+            return
+        for cid in await timers.claim_due(now):
+            await by_customer.send(
+                key=cid.encode(), value=encoder.encode(Tick(customer_id=cid, at=now))
+            )
 
     @app.timer(interval=settings.model_checkpoint_s)
     async def checkpoint_models() -> None:

@@ -44,7 +44,13 @@ class Forget(Routed, tag="forget", kw_only=True):
     requested_at: str
 
 
-AnyRouted = RoutedEvent | MergeCommand | Absorb | Forget
+class Tick(Routed, tag="tick", kw_only=True):
+    """A segment timer fired: re-evaluate time-relative conditions at event time ``at``."""
+
+    at: int
+
+
+AnyRouted = RoutedEvent | MergeCommand | Absorb | Forget | Tick
 
 
 class IdentityDecision(msgspec.Struct, kw_only=True, omit_defaults=True):

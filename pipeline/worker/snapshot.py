@@ -14,6 +14,7 @@ snapshot_encoder = msgspec.json.Encoder()
 
 def summarise(p: Profile) -> Snapshot:
     score = {k: v.value for k, v in p.scores.items()}
+    a = p.audience if not p.merged_into else None
     return Snapshot(
         customer_id=p.customer_id,
         version=p.version,
@@ -29,7 +30,9 @@ def summarise(p: Profile) -> Snapshot:
         points_balance=p.points_earned - p.points_redeemed,
         churn_risk=score.get("churn_risk"),
         lifetime_value=score.get("lifetime_value"),
-        segment=str(score.get("segment") or ""),
-        loyalty_stage=str(score.get("loyalty_stage") or ""),
+        segment=",".join(sorted(a.segments)) if a else "",
+        loyalty_stage=a.stage if a else "",
         merged_into=p.merged_into or "",
+        loyalty_tier=a.tier if a else "",
+        segments=sorted(a.segments) if a else [],
     )

@@ -24,15 +24,16 @@ from typing import Any
 import msgspec
 
 from pipeline.events import Event
-from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
+from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT, SEGMENT_CHANGES
 from pipeline.models.scorer import Scorer
 from pipeline.sinks.base import Sink
 from pipeline.sinks.redis_profiles import FORGOTTEN
 from pipeline.stores.identity_redis import RedisIdentityGraph
+from pipeline.transforms.audience import AudienceRules, apply, leave
 from pipeline.transforms.dead_letter import DeadLetter
-from pipeline.transforms.fold import fold_into
+from pipeline.transforms.fold import DEFAULT_RULES, event_time_ms, fold_into
 from pipeline.transforms.identity import Decision
-from pipeline.transforms.profile import Profile, merge_into
+from pipeline.transforms.profile import Change, Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
 from pipeline.worker.records import (
@@ -41,11 +42,14 @@ from pipeline.worker.records import (
     IdentityDecision,
     MergeCommand,
     RoutedEvent,
+    Tick,
     encoder,
     routed_decoder,
 )
 from pipeline.worker.snapshot import snapshot_encoder, summarise
 
+CLOCK_LEAD_MS = 5 * 60 * 1000  # an event stamped further ahead of the wall clock cannot
+# drag the event-time clock (segment timers) into the future
 Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None], Awaitable[None]]
 _event_decoder = msgspec.json.Decoder(Event)
 
@@ -159,13 +163,21 @@ class ProfileStage:
         bind: Callable[[Any], None] | None = None,
         snapshots: str | None = None,
         scorer: Scorer | None = None,
+        audience: AudienceRules | None = None,
+        changes: str | None = None,
     ) -> None:
         self.table, self.sink, self.send, self.by_customer = table, sink, send, by_customer
         self.snapshots = snapshots  # topic for profile summaries (ClickHouse), if any
         self.bind = bind or (lambda _token: None)
         self.scorer = scorer  # models: learn from folded events, score changed profiles
+        self.audience = audience  # ladder, tiers and segments, re-derived on every change
+        self.changes = changes  # topic for audience transitions
+        self.clock = 0  # event-time watermark: newest event time this stage folded
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
+        self._replayed: set[str] = set()  # customers that saw a duplicate in this batch
+        self._ticks: dict[str, int] = {}
+        self._left: dict[str, Profile] = {}  # forgotten customers, for their segment exits
 
     def _get(self, cid: str) -> Profile | None:
         if cid not in self._cache:
@@ -185,6 +197,8 @@ class ProfileStage:
             await self._merge(rec, token)
         elif isinstance(rec, Forget):
             self._forget(rec.customer_id, token)
+        elif isinstance(rec, Tick):
+            self._tick(rec, token)
         else:
             await self._absorb(rec, token)
 
@@ -198,17 +212,49 @@ class ProfileStage:
                 self.sink.add(Profile(customer_id=cid, merged_into=FORGOTTEN))
                 if self.snapshots:
                     await self.send(self.snapshots, cid.encode(), None, None)  # tombstone
+                left = self._left.get(cid)
+                if left is not None:
+                    await self._emit(cid, leave(left, self._now(left), "forgotten"))
                 continue
             if self.scorer is not None and not profile.merged_into:
                 self.scorer.score(profile)
+            changes = self._derive(profile)
             self.table[cid.encode()] = encode_profile(profile)
             self.sink.add(profile)
             if self.snapshots:
                 summary = snapshot_encoder.encode(summarise(profile))
                 await self.send(self.snapshots, cid.encode(), summary, None)
+            await self._emit(cid, changes)
         self._dirty.clear()
         self._cache.clear()
+        self._replayed.clear()
+        self._ticks.clear()
+        self._left.clear()
         await self.sink.flush()
+
+    def _now(self, p: Profile) -> int:
+        return max(self.clock, self._ticks.get(p.customer_id, 0), p.last_seen or 0)
+
+    def _derive(self, p: Profile) -> list[Change]:
+        """Audience transitions of a changed profile (re-sent ones after a replay)."""
+        if self.audience is None:
+            return []
+        if p.merged_into:
+            changes = leave(p, self._now(p), f"merged into {p.merged_into}")
+        else:
+            changes = apply(p, self.audience, self._now(p))
+        if not changes and p.customer_id in self._replayed and p.audience is not None:
+            # The first attempt may have died before its changes reached Kafka;
+            # consumers drop the copies by change_id.
+            changes = p.audience.changes
+        return changes
+
+    async def _emit(self, cid: str, changes: list[Change]) -> None:
+        if not self.changes or not changes:
+            return
+        for change in changes:
+            await self.send(self.changes, cid.encode(), encoder.encode(change), None)
+        SEGMENT_CHANGES.inc(len(changes))
 
     async def process(self, values: list[bytes]) -> None:
         for raw in values:
@@ -227,8 +273,15 @@ class ProfileStage:
             )
             return
         profile = current or Profile(customer_id=rec.customer_id)
-        if fold_into(profile, rec.event) and self.scorer is not None:
-            self.scorer.observe(profile, rec.event)
+        t = event_time_ms(rec.event)
+        if t > self.clock:
+            self.clock = min(t, int(datetime.now(UTC).timestamp() * 1000) + CLOCK_LEAD_MS)
+        rules = self.audience.loyalty.rules if self.audience is not None else DEFAULT_RULES
+        if fold_into(profile, rec.event, rules):
+            if self.scorer is not None:
+                self.scorer.observe(profile, rec.event)
+        else:
+            self._replayed.add(rec.customer_id)
         # Put even a duplicate's unchanged profile: on a replay the previous attempt's
         # Redis write may be the part that was lost; the version guard drops it otherwise.
         self._put(profile, token)
@@ -245,14 +298,29 @@ class ProfileStage:
         await self._forward(rec.survivor, absorb)
         # The tombstone keeps the content so a replayed command can ship it again; it is
         # put again on a replay too, in case the previous attempt's Redis write was lost.
-        version = current.version if current.merged_into == rec.survivor else current.version + 1
+        replayed = current.merged_into == rec.survivor
+        if replayed:
+            self._replayed.add(rec.customer_id)
+        version = current.version if replayed else current.version + 1
         self._put(
             msgspec.structs.replace(current, merged_into=rec.survivor, version=version), token
         )
 
     def _forget(self, cid: str, token: Any) -> None:
+        current = self._get(cid)
+        if current is not None and current.audience is not None:
+            self._left[cid] = current
         self._cache[cid] = None
         self._dirty[cid] = token
+
+    def _tick(self, rec: Tick, token: Any) -> None:
+        current = self._get(rec.customer_id)
+        if current is None or current.merged_into:
+            self.clock = max(self.clock, rec.at)
+            return  # gone or absorbed: the survivor has its own timers
+        self._ticks[rec.customer_id] = max(self._ticks.get(rec.customer_id, 0), rec.at)
+        self.clock = max(self.clock, rec.at)  # the shared clock can be ahead of this worker's
+        self._put(current, token)
 
     async def _absorb(self, rec: Absorb, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
@@ -262,6 +330,7 @@ class ProfileStage:
             )
             return
         if rec.merge_id in current.merges:
+            self._replayed.add(rec.customer_id)
             self._put(current, token)  # replayed: re-emit, the earlier sink write may be lost
             return
         merge_into(current, msgspec.structs.replace(rec.profile, customer_id=rec.customer_id))

@@ -22,6 +22,7 @@ from pipeline.transforms.identity_batch import (
     dedupe,
     resolve_component,
 )
+from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile import decode as decode_profile
 
@@ -58,6 +59,9 @@ def events(n_customers: int = 40, touches: int = 400) -> list[Event]:
     return out
 
 
+LOYALTY = load_loyalty(Settings().loyalty_rules)  # the backfill accrues points by these
+
+
 def sequential(evs: list[Event]) -> list[Profile]:
     """The reference: one graph over the whole history in arrival order, then fold."""
     graph = MemoryGraph(Rules())
@@ -68,7 +72,7 @@ def sequential(evs: list[Event]) -> list[Profile]:
     out: dict[str, Profile] = {}
     for cid, e in assigned:
         s = graph.survivor(cid)
-        out[s] = fold(out.get(s) or Profile(customer_id=s), e)
+        out[s] = fold(out.get(s) or Profile(customer_id=s), e, LOYALTY.rules)
     return list(out.values())
 
 
@@ -91,7 +95,9 @@ def test_resolving_components_separately_equals_one_pass():
     got: dict[str, Profile] = {}
     for comp in by_comp.values():
         for a in resolve_component(list(dedupe(comp)), rules).assigned:
-            got[a.survivor] = fold(got.get(a.survivor) or Profile(customer_id=a.survivor), a.event)
+            got[a.survivor] = fold(
+                got.get(a.survivor) or Profile(customer_id=a.survivor), a.event, LOYALTY.rules
+            )
     expected = {p.customer_id: p for p in sequential(evs)}
     assert set(got) == set(expected)
     for cid, p in expected.items():

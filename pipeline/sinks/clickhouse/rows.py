@@ -19,6 +19,7 @@ from pipeline.events import (
     event_type,
 )
 from pipeline.transforms.dead_letter import from_headers
+from pipeline.transforms.profile import Change
 
 EVENT_COLUMNS = [
     "event_id",
@@ -78,6 +79,21 @@ SNAPSHOT_COLUMNS = [
     "segment",
     "loyalty_stage",
     "merged_into",
+    "loyalty_tier",
+    "segments",
+]
+CHANGE_COLUMNS = [
+    "change_id",
+    "customer_id",
+    "kind",
+    "name",
+    "action",
+    "previous",
+    "version",
+    "at",
+    "reason",
+    "kafka_partition",
+    "kafka_offset",
 ]
 MERGE_COLUMNS = ["absorbed", "survivor", "merged_at", "event_id"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -223,6 +239,8 @@ class Snapshot(msgspec.Struct, kw_only=True, omit_defaults=True):
     segment: str = ""
     loyalty_stage: str = ""
     merged_into: str = ""
+    loyalty_tier: str = ""
+    segments: list[str] = []
 
 
 def snapshot_row(s: Snapshot) -> list[Any]:
@@ -244,4 +262,22 @@ def snapshot_row(s: Snapshot) -> list[Any]:
         s.segment,
         s.loyalty_stage,
         s.merged_into,
+        s.loyalty_tier,
+        s.segments,
+    ]
+
+
+def change_row(c: Change, partition: int, offset: int) -> list[Any]:
+    return [
+        c.change_id,
+        c.customer_id,
+        c.kind,
+        c.name,
+        c.action,
+        c.previous or "",
+        c.version,
+        _ts(c.at),
+        c.reason,
+        partition,
+        offset,
     ]

@@ -34,15 +34,18 @@ from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.clickhouse.rows import (
+    CHANGE_COLUMNS,
     EVENT_COLUMNS,
     FAILED_COLUMNS,
     MERGE_COLUMNS,
     SNAPSHOT_COLUMNS,
     Snapshot,
+    change_row,
     event_row,
     failed_row,
     snapshot_row,
 )
+from pipeline.transforms.profile import Change
 from pipeline.worker.records import IdentityDecision, RoutedEvent, routed_decoder
 
 log = get_logger("clickhouse-sink")
@@ -50,6 +53,7 @@ TP = tuple[str, int]
 SEEN_TTL_S = 7 * 24 * 3600
 _snapshot = msgspec.json.Decoder(Snapshot)
 _decision = msgspec.json.Decoder(IdentityDecision)
+_change = msgspec.json.Decoder(Change)
 
 
 class ClickHouseSink:
@@ -64,6 +68,7 @@ class ClickHouseSink:
             t("events.dlq"): ("failed_events", FAILED_COLUMNS),
             t("profiles"): ("profile_snapshots", SNAPSHOT_COLUMNS),
             t("identity.merges"): ("customer_merges", MERGE_COLUMNS),
+            t("segments.changes"): ("segment_changes", CHANGE_COLUMNS),
         }
         self.consumer = Consumer(
             {
@@ -176,6 +181,11 @@ class ClickHouseSink:
         elif table == "failed_events":
             rows = [
                 failed_row(m.value() or b"", m.headers(), m.partition() or 0, m.offset() or 0)
+                for m in msgs
+            ]
+        elif table == "segment_changes":
+            rows = [
+                change_row(_change.decode(m.value() or b"{}"), m.partition() or 0, m.offset() or 0)
                 for m in msgs
             ]
         elif table == "profile_snapshots":
