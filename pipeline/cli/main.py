@@ -14,6 +14,7 @@ from rich.console import Console
 from pipeline.cli.analytics import register as register_analytics
 from pipeline.cli.backfill import register as register_backfill
 from pipeline.cli.models import register as register_models
+from pipeline.cli.segments import register as register_segments
 from pipeline.config import REPO_ROOT, get_settings
 from pipeline.logs import configure
 
@@ -29,6 +30,7 @@ console = Console()
 register_analytics(app)
 register_backfill(app)
 register_models(app)
+register_segments(app)
 
 
 def _services(action: str) -> None:

@@ -125,7 +125,7 @@ def parse_personalization(text: str, source: str = "personalization.yaml") -> Pe
             bad = sorted(extra)[0]
             raise fail(source, node, f"unknown key {bad!r} in slot {name!r}", bad)
         if "default" not in node:
-            raise fail(source, node, f"slot {name!r} needs a 'default' content")
+            raise fail(source, slots_node, f"slot {name!r} needs a 'default' content", name)
         prefs = node.get("preferences", {})
         if not isinstance(prefs, dict):
             raise fail(source, node, f"slot {name!r}: 'preferences' maps category -> content")
