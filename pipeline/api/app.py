@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.api.openapi import IDENTIFIER_TYPES, OPENAPI
 from pipeline.api.personalization import BadRequest, PreferenceCentre, answer
 from pipeline.api.rules_file import ReloadingFile
 from pipeline.config import Settings, get_settings
@@ -27,14 +28,13 @@ from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
 from pipeline.sources.collector.auth import is_valid, key_from_header
-from pipeline.transforms.identifiers import PRIORITY, IdentifierError, canonical
+from pipeline.transforms.identifiers import IdentifierError, canonical
 from pipeline.transforms.personalize import load_personalization
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Profile).decode
-IDENTIFIER_TYPES = (*PRIORITY, "partner")
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -212,54 +212,3 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
-
-
-_PROFILE_RESPONSES = {
-    "200": {"description": "The profile with derived fields (RFM, loyalty balance, email totals)"},
-    "400": {"description": "Unknown identifier type or a value that cannot be normalised"},
-    "401": {"description": "Missing or invalid read key"},
-    "404": {"description": "Unknown customer"},
-}
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "CRM pipeline profile API", "version": "0.1.0"},
-    "components": {"securitySchemes": {"readKey": {"type": "http", "scheme": "bearer"}}},
-    "security": [{"readKey": []}],
-    "paths": {
-        "/v1/profiles/{customer_id}": {
-            "get": {
-                "summary": "Profile by customer id (absorbed ids resolve to the survivor)",
-                "parameters": [
-                    {
-                        "name": "customer_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": _PROFILE_RESPONSES,
-            }
-        },
-        "/v1/profiles/by/{identifier_type}/{value}": {
-            "get": {
-                "summary": "Profile by any identifier (emails, phones hashed as collected)",
-                "parameters": [
-                    {
-                        "name": "identifier_type",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"enum": list(IDENTIFIER_TYPES)},
-                    },
-                    {
-                        "name": "value",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "for partner ids: <partner>:<id>",
-                    },
-                ],
-                "responses": _PROFILE_RESPONSES,
-            }
-        },
-    },
-}

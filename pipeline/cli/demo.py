@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from pipeline.cli.analytics import report_cmd
+from pipeline.cli.audience_report import print_audience
 from pipeline.cli.processes import crm_process
 from pipeline.cli.profiles_report import print_profiles
 from pipeline.cli.report import print_sim_stats, print_topic_summary, summarise_topics
@@ -26,6 +27,8 @@ def run_demo(
     events_start = end_offsets(settings, settings.topic("events"))
     dlq_start = end_offsets(settings, settings.topic("events.dlq"))
     merges_start = end_offsets(settings, settings.topic("identity.merges"))
+    changes_start = end_offsets(settings, settings.topic("segments.changes"))
+    api = f"http://{settings.api_host}:{settings.api_port}"
 
     base = f"http://{settings.collector_host}:{settings.collector_port}"
     logs = settings.data_dir / "logs"
@@ -41,6 +44,7 @@ def run_demo(
         crm_process(["sink", "archive", "--max-wait", "1"], None, logs / "archive-sink.log"),
         crm_process(["worker"], None, logs / "worker.log"),
         crm_process(["collector"], f"{base}/health", logs / "collector.log"),
+        crm_process(["api"], f"{api}/health", logs / "api.log"),
     ):
         sim = Simulator(base, sorted(settings.write_key_set)[0], customers)
         stats = asyncio.run(sim.run(rate, duration))
@@ -57,6 +61,8 @@ def run_demo(
         if lag:
             console.print(f"[yellow]worker still {lag:,} records behind after 120s")
         print_profiles(settings, console, merges_start)
+        console.print(Rule("4. segments, loyalty ladder and personalization (crm api)"))
+        print_audience(settings, console, api, changes_start)
         sink_topics = [settings.topic(t) for t in ("events.by_customer", "events.dlq", "profiles")]
         sink_group = f"{settings.topic_prefix}crm-clickhouse"
         deadline = time.monotonic() + 120

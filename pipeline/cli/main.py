@@ -233,7 +233,8 @@ def bench(
     events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
     touches: int = typer.Option(20_000, help="Simulated customer touches for the worker benchmark"),
     only: str = typer.Option(
-        "collector,worker,clickhouse,backfill", help="collector,worker,clickhouse,backfill"
+        "collector,worker,clickhouse,backfill,personalization",
+        help="collector,worker,clickhouse,backfill,personalization",
     ),
 ) -> None:
     """Run benchmarks and write JSON results (one file per benchmark)."""
@@ -263,6 +264,11 @@ def bench(
 
         bf = run_backfill_bench(settings, console, touches * 5)
         (out / "backfill.json").write_text(json.dumps(bf, indent=2) + "\n")
+    if "personalization" in only:
+        from pipeline.bench.personalization import run_personalization_bench
+
+        pers = run_personalization_bench(settings, console, touches)
+        (out / "personalization.json").write_text(json.dumps(pers, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""Personalization latency under concurrent load, and how fast a segment change shows.
+
+* decisions: simulated customers are run through a real worker into fresh Redis
+  keys; then ``GET /v1/personalize/by/user_id/...`` (every slot of the shipped
+  rules) at a fixed request rate against one ``crm api`` process;
+* segment visibility: collector + worker running; probe purchases that put a
+  new customer into ``high-value``; time from the collector's 200 to the
+  customer being in the Redis segment set (what email and ad tools read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import redis.asyncio as aioredis
+from rich.console import Console
+
+from pipeline.bench.worker import _fresh, _lookups, _pct
+from pipeline.bench.workload import simulated_records
+from pipeline.cli.processes import crm_process
+from pipeline.config import Settings
+from pipeline.kafka.inspect import group_lag
+from pipeline.kafka.producer import ConfirmedProducer
+
+
+def _fill(s: Settings, env: dict[str, str], logs: Path, touches: int) -> int:
+    records = simulated_records(s, customers=3000, touches=touches)
+    producer = ConfirmedProducer(s.kafka_bootstrap, ack_timeout_ms=60_000)
+    for i in range(0, len(records), 5000):
+        producer.send_sync(records[i : i + 5000], timeout=120)
+    producer.close()
+    topics = [s.topic("events"), s.topic("events.by_customer")]
+    with crm_process(["worker", "--name", "fill"], None, logs / "bench-pers-fill.log", env=env):
+        deadline = time.monotonic() + 600
+        time.sleep(5)
+        while group_lag(s, s.worker_id, topics) > 0 and time.monotonic() < deadline:
+            time.sleep(1)
+    return len(records)
+
+
+async def _segment_probes(base: str, key: str, s: Settings, probes: int) -> list[float]:
+    r = aioredis.Redis.from_url(s.redis_url)
+    delays: list[float] = []
+    segment = f"{s.redis_prefix}segment:high-value"
+
+    async def probe(client: httpx.AsyncClient) -> None:
+        card = f"BENCH-{uuid.uuid4().hex[:10]}"
+        body = {
+            "transactionId": card,
+            "storeId": "bench",
+            "loyaltyId": card,
+            "items": [{"sku": "B-1", "category": "home", "price": 350.0}],
+            "total": 350.0,
+        }
+        resp = await client.post("/v1/pos/transactions", json=body)
+        acked = time.perf_counter()
+        if resp.status_code != 200:
+            return
+        deadline = acked + 10
+        while time.perf_counter() < deadline:
+            cid = await r.get(f"{s.redis_prefix}id:loyalty_id:{card}")
+            if cid and await r.zscore(segment, cid) is not None:
+                delays.append(time.perf_counter() - acked)
+                return
+            await asyncio.sleep(0.005)
+
+    async with httpx.AsyncClient(base_url=base, auth=(key, ""), timeout=10) as client:
+        tasks = []
+        for _ in range(probes):
+            tasks.append(asyncio.create_task(probe(client)))
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*tasks)
+    await r.aclose()
+    return delays
+
+
+def run_personalization_bench(
+    settings: Settings, console: Console, touches: int, rate: float = 2000.0
+) -> dict[str, Any]:
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    s, env = _fresh(settings)
+    events = _fill(s, env, logs, touches)
+    r = redis.Redis.from_url(s.redis_url)
+    ids = [
+        k.decode().split(":", 2)[2]
+        for k in r.scan_iter(f"{s.redis_prefix}id:user_id:*", count=1000)
+    ]
+    paths = [f"/v1/personalize/by/user_id/{i}?city=Vilnius" for i in ids[:3000]]
+    paths = paths or ["/v1/personalize/nobody"]
+    result: dict[str, Any] = {"profiles_events": events, "known_customers": len(ids)}
+    aport, cport = settings.api_port + 23, settings.collector_port + 23
+    with crm_process(
+        ["api", "--port", str(aport)],
+        f"http://127.0.0.1:{aport}/health",
+        logs / "bench-pers-api.log",
+        env=env,
+    ):
+        asyncio.run(_lookups(f"http://127.0.0.1:{aport}", _read_key(settings), paths, 200, 2))
+        lat, errors = asyncio.run(
+            _lookups(f"http://127.0.0.1:{aport}", _read_key(settings), paths, rate, 10)
+        )
+    result["decisions"] = {
+        "requests_per_second": rate,
+        "requests": len(lat),
+        "errors": errors,
+        "p50_ms": _pct(lat, 0.5),
+        "p99_ms": _pct(lat, 0.99),
+        "target_p99_ms": 5,
+    }
+    console.print(result["decisions"])
+    with (
+        crm_process(["worker", "--name", "fill"], None, logs / "bench-pers-worker.log", env=env),
+        crm_process(
+            ["collector", "--port", str(cport)],
+            f"http://127.0.0.1:{cport}/health",
+            logs / "bench-pers-collector.log",
+            env=env,
+        ),
+    ):
+        time.sleep(8)  # the worker rejoins its group
+        key = sorted(settings.write_key_set)[0]
+        delays = asyncio.run(_segment_probes(f"http://127.0.0.1:{cport}", key, s, 100))
+    result["segment_visibility"] = {
+        "probes": 100,
+        "seen": len(delays),
+        "p50_ms": _pct(delays, 0.5),
+        "p99_ms": _pct(delays, 0.99),
+        "target_ms": 500,
+    }
+    console.print(result["segment_visibility"])
+    return result
+
+
+def _read_key(settings: Settings) -> str:
+    return sorted(settings.read_key_set)[0]
