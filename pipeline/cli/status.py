@@ -92,6 +92,28 @@ def _models(settings: Settings, table: Table) -> None:
         )
 
 
+def _segments(settings: Settings, table: Table) -> None:
+    from pipeline.stores.segments_redis import SegmentReader
+    from pipeline.transforms.conditions import ConfigError
+    from pipeline.transforms.segments import load_segments
+
+    try:
+        config = load_segments(settings.segments_rules)
+    except ConfigError as exc:
+        table.add_row("segments", "[red]invalid", str(exc)[:200])
+        return
+    try:
+        reader = SegmentReader(
+            redis.Redis.from_url(settings.redis_url, socket_timeout=2), settings.redis_prefix
+        )
+        counts = ", ".join(f"{s.name} {reader.count(s.name):,}" for s in config.segments)
+        timers = reader.pending_timers()
+    except redis.RedisError:
+        table.add_row("segments", "[dim]redis down", f"{len(config.segments)} defined")
+        return
+    table.add_row("segments", "[green]defined", f"{counts}; {timers:,} pending timers")
+
+
 def render_status(settings: Settings, console: Console) -> None:
     table = Table(title="crm status")
     table.add_column("component")
@@ -102,4 +124,5 @@ def render_status(settings: Settings, console: Console) -> None:
     _clickhouse(settings, table)
     _collector(settings, table)
     _models(settings, table)
+    _segments(settings, table)
     console.print(table)
