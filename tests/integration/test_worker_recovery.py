@@ -28,6 +28,7 @@ from pipeline.kafka.inspect import group_lag_by_partition, read_range
 from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
+from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.profile import Profile
 from tests.integration.profiles import comparable
 
@@ -59,10 +60,11 @@ def reference_profiles(settings: Settings) -> list[Profile]:
         assert d.customer_id is not None
         assigned.append((d.customer_id, event))
     by_customer: dict[str, Profile] = {}
+    accrual = load_loyalty(settings.loyalty_rules).rules  # what the workers accrue points by
     for cid, event in assigned:
         survivor = graph.survivor(cid)
         by_customer[survivor] = fold(
-            by_customer.get(survivor) or Profile(customer_id=survivor), event
+            by_customer.get(survivor) or Profile(customer_id=survivor), event, accrual
         )
     return list(by_customer.values())
 
