@@ -116,7 +116,7 @@ class Scorer:
                 put("lifetime_value", round(value["lifetime_value"], 2))
                 put("expected_purchases", round(value["expected_purchases"], 3))
                 put("p_alive", round(value["p_alive"], 4))
-        prefs = affinities(profile)
+        prefs = affinities(profile, now)
         put("top_categories", prefs["categories"])
         bought = set(profile.skus_bought)
         recent = self.items.history.get(profile.customer_id) or list(profile.product_views)

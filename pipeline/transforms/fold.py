@@ -28,6 +28,7 @@ from pipeline.transforms.profile import (
     Session,
     Span,
     Spend,
+    Touch,
     combine,
     merge_into,
 )
@@ -99,7 +100,26 @@ def _purchase(
         if li.sku:
             skus[li.sku] = skus.get(li.sku, 0) + li.quantity
     p.skus_bought = skus
+    p.affinity = _affinity(t, [(li.category, li.brand, PURCHASE_WEIGHT) for li in lines])
     p.points_earned = rules.points(channel, total_cents, [(li.category, li.cents) for li in lines])
+
+
+# How much one touch says about a preference: a view, a cart add, a purchased line.
+VIEW_WEIGHT, CART_WEIGHT, PURCHASE_WEIGHT = 1, 3, 5
+
+
+def _affinity(t_ms: int, touches: list[tuple[str | None, str | None, int]]) -> dict[str, Touch]:
+    out: dict[str, Touch] = {}
+    t_s = t_ms // 1000
+    for category, brand, weight in touches:
+        for key in (
+            f"category:{category}" if category else None,
+            f"brand:{brand}" if brand else None,
+        ):
+            if key:
+                cur = out.get(key, Touch(0, 0))
+                out[key] = Touch(cur.weight + weight, cur.weighted_s + weight * t_s)
+    return out
 
 
 def _web_line(prod: dict[str, object]) -> _Line:
@@ -139,9 +159,13 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
         sku = str(props.get("sku") or props.get("product_id") or "")
         if event.event == "Product Viewed" and sku:
             p.product_views = {sku: 1}
+            line = _web_line(props)
+            p.affinity = _affinity(t, [(line.category, line.brand, VIEW_WEIGHT)])
         elif event.event == "Product Added":
             p.cart_adds = 1
-            p.cart_cents = _web_line(props).cents
+            line = _web_line(props)
+            p.cart_cents = line.cents
+            p.affinity = _affinity(t, [(line.category, line.brand, CART_WEIGHT)])
         elif event.event == PREFERENCES_EVENT:
             p.preferences = {
                 k: Lww(v, t, eid) for k, v in sorted(props.items()) if k in PREFERENCE_KEYS

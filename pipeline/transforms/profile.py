@@ -82,6 +82,32 @@ class Audience(msgspec.Struct, kw_only=True, omit_defaults=True):
     changes: list[Change] = []  # transitions of the last change, re-sent on replays
 
 
+class Touch(msgspec.Struct, array_like=True):
+    """Affinity evidence for one category or brand: total weight and weight x time (s).
+
+    Both add exactly, so a recency-weighted score (see ``decayed``) is as
+    order-independent as every other field.
+    """
+
+    weight: int
+    weighted_s: int
+
+
+AFFINITY_HALF_LIFE_S = 30 * 24 * 3600
+
+
+def decayed(touch: Touch, now_ms: int, half_life_s: int = AFFINITY_HALF_LIFE_S) -> float:
+    """Weight decayed by half every ``half_life_s`` since the weighted mean touch time.
+
+    A lower bound of the exactly decayed sum (Jensen), close to it when touches
+    cluster, and mergeable with integer arithmetic.
+    """
+    if touch.weight <= 0:
+        return 0.0
+    age = max(0.0, now_ms / 1000 - touch.weighted_s / touch.weight)
+    return touch.weight * 0.5 ** (age / half_life_s)
+
+
 class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Everything known about one customer; ``version`` grows with every change."""
 
@@ -117,6 +143,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     points_earned: int = 0
     points_redeemed: int = 0
     scores: dict[str, Lww] = {}
+    affinity: dict[str, Touch] = {}  # "category:shoes", "brand:Ecco" -> evidence over time
     preferences: dict[str, Lww] = {}  # stated in the preference centre; always win
     audience: Audience | None = None  # derived; merge_into leaves it alone
 
@@ -270,6 +297,13 @@ def merge_into(a: Profile, b: Profile) -> Profile:
     a.points_redeemed += b.points_redeemed
     _lww_into(a.scores, b.scores)
     _lww_into(a.preferences, b.preferences)
+    for k, t in b.affinity.items():
+        had = a.affinity.get(k)
+        a.affinity[k] = (
+            Touch(t.weight, t.weighted_s)
+            if had is None
+            else Touch(had.weight + t.weight, had.weighted_s + t.weighted_s)
+        )
     return a
 
 

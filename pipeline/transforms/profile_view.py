@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.transforms.profile import Profile
+from pipeline.transforms.profile import Profile, decayed
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -21,6 +21,21 @@ def _iso(ms: int | None) -> str | None:
 def _top(spend: dict[str, Any], n: int = 5) -> list[dict[str, Any]]:
     ranked = sorted(spend.items(), key=lambda kv: (-kv[1].cents, kv[0]))[:n]
     return [{"name": k, "purchases": v.count, "revenue": v.cents / 100} for k, v in ranked]
+
+
+def _affinities(p: Profile, now_ms: int, n: int = 5) -> dict[str, dict[str, float]]:
+    """Time-decayed interest per category and brand (views 1, cart 3, purchases 5; 30-day
+    half-life), so a segment or rule can ask what someone is into now."""
+    out: dict[str, dict[str, float]] = {"categories": {}, "brands": {}}
+    ranked = sorted(
+        ((k, decayed(t, now_ms)) for k, t in p.affinity.items()), key=lambda kv: (-kv[1], kv[0])
+    )
+    for key, score in ranked:
+        kind, _, name = key.partition(":")
+        group = out["categories" if kind == "category" else "brands"]
+        if len(group) < n:
+            group[name] = round(score, 3)
+    return out
 
 
 def render(p: Profile, now_ms: int) -> dict[str, Any]:
@@ -96,5 +111,6 @@ def render(p: Profile, now_ms: int) -> dict[str, Any]:
         "segments": sorted(p.audience.segments) if p.audience else [],
         "scores": {k: v.value for k, v in sorted(p.scores.items())},
         "preferences": {k: v.value for k, v in sorted(p.preferences.items())},
+        "affinities": _affinities(p, now_ms),
         "merged_customers": [m.split(">", 1)[0] for m in p.merges],
     }

@@ -202,3 +202,47 @@ def test_stated_preferences_lead_the_affinities():
     p.traits["preferred_categories"] = Lww(["jazz"], T0, "pref")
     prefs = affinities(p)
     assert prefs["categories"][:2] == ["jazz", "vinyl"]
+
+
+def test_affinities_decay_with_time_and_excluded_categories_drop():
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.events import LineItem, PosTransaction, Track
+    from pipeline.transforms.profile import decayed
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    p = Profile(customer_id="c")
+    # two shoe purchases long ago outweigh three recent beauty views by count...
+    for i in range(2):
+        fold_into(
+            p,
+            PosTransaction(
+                message_id=f"o{i}",
+                loyalty_id="L",
+                transaction_id=f"o{i}",
+                store_id="s",
+                timestamp=start + timedelta(days=i),
+                items=[LineItem(sku="s", category="shoes", price=10)],
+                total=10,
+                identities={"loyalty_id": "L"},
+            ),
+        )
+    for i in range(3):
+        fold_into(
+            p,
+            Track(
+                message_id=f"v{i}",
+                event="Product Viewed",
+                anonymous_id="a",
+                timestamp=start + timedelta(days=120 + i),
+                properties={"sku": "b", "category": "beauty"},
+                identities={"anonymous_id": "a"},
+            ),
+        )
+    assert p.affinity["category:shoes"].weight == 10 and p.affinity["category:beauty"].weight == 3
+    now = int((start + timedelta(days=123)).timestamp() * 1000)
+    # ...but 120 days are four half-lives: recent interest wins
+    assert decayed(p.affinity["category:shoes"], now) < decayed(p.affinity["category:beauty"], now)
+    assert affinities(p, now)["categories"][:2] == ["beauty", "shoes"]
+    p.preferences["excluded_categories"] = Lww(["beauty"], T0, "pref")
+    assert affinities(p, now)["categories"] == ["shoes"]
