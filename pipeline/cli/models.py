@@ -81,13 +81,14 @@ def evaluate_recs_cmd(
     ),
     k: int = typer.Option(10, min=1, help="Length of the recommendation list"),
     test_every: int = typer.Option(10, min=1, help="Test every n-th interaction (all learn)"),
+    mf: bool = typer.Option(True, help="Also measure river matrix factorization"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Prequential hit rate, recall and NDCG at k vs popularity."""
+    """Prequential hit rate, recall and NDCG at k vs popularity (and river MF)."""
     from pipeline.models.evaluate import evaluate_recs
 
     try:
-        result = evaluate_recs(interactions, k, test_every)
+        result = evaluate_recs(interactions, k, test_every, mf)
     except ValueError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None

@@ -223,16 +223,65 @@ def read_interactions(path: Path) -> list[tuple[datetime, str, str]]:
     return rows
 
 
-def evaluate_recs(path: Path, k: int = 10, test_every: int = 10) -> dict[str, Any]:
+class ImplicitMF:
+    """river's FunkMF on implicit feedback: each interaction a 1, plus sampled 0s.
+
+    Top-N scores every known item with one matrix product over the latent vectors.
+    """
+
+    def __init__(self, factors: int = 20, negatives: int = 3, seed: int = 7) -> None:
+        from river import optim, reco
+
+        self.model = reco.FunkMF(
+            n_factors=factors, optimizer=optim.SGD(0.05), l2=0.01, initializer=None, seed=seed
+        )
+        self.negatives = negatives
+        self.items: list[str] = []
+        self.known: set[str] = set()
+        self.rng = np.random.default_rng(seed)
+        self.seconds = 0.0
+
+    def learn(self, user: str, item: str) -> None:
+        t0 = time.perf_counter()
+        if item not in self.known:
+            self.known.add(item)
+            self.items.append(item)
+        self.model.learn_one(user, item, 1.0)
+        for j in self.rng.integers(0, len(self.items), self.negatives):
+            other = self.items[int(j)]
+            if other != item:
+                self.model.learn_one(user, other, 0.0)
+        self.seconds += time.perf_counter() - t0
+
+    def recommend(self, user: str, k: int, exclude: set[str]) -> list[str]:
+        if user not in self.model.u_latents or not self.items:
+            return []
+        matrix = np.array([self.model.i_latents[i] for i in self.items])
+        scores = matrix @ self.model.u_latents[user]
+        order = np.argsort(-scores)
+        out = []
+        for idx in order:
+            item = self.items[int(idx)]
+            if item not in exclude:
+                out.append(item)
+                if len(out) == k:
+                    break
+        return out
+
+
+def evaluate_recs(path: Path, k: int = 10, test_every: int = 10, mf: bool = True) -> dict[str, Any]:
     """Prequential: for every ``test_every``-th interaction of a known user, recommend
-    (test), then learn. Hit rate, recall and NDCG at ``k`` against popularity."""
+    (test), then learn. Hit rate, recall and NDCG at ``k`` against popularity (and
+    river matrix factorization, to show whether it helps)."""
     from pipeline.models.recommend import CoOccurrence
 
     rows = read_interactions(path)
     model = CoOccurrence()
-    scores = {name: {"hits": 0, "ndcg": 0.0} for name in ("cooccurrence", "popularity")}
+    factors = ImplicitMF() if mf else None
+    names = ("cooccurrence", "popularity", *(("matrix_factorization",) if mf else ()))
+    scores = {name: {"hits": 0, "ndcg": 0.0} for name in names}
     tests = 0
-    rec_seconds = 0.0
+    rec_seconds = mf_rec_seconds = 0.0
     start = time.perf_counter()
     for n, (_ts, user, item) in enumerate(rows):
         history = model.history.get(user)
@@ -245,13 +294,19 @@ def evaluate_recs(path: Path, k: int = 10, test_every: int = 10) -> dict[str, An
                     "popularity": model.popular(k, seen),
                 }
                 rec_seconds += time.perf_counter() - t0
+                if factors is not None:
+                    t1 = time.perf_counter()
+                    ranked["matrix_factorization"] = factors.recommend(user, k, seen)
+                    mf_rec_seconds += time.perf_counter() - t1
                 tests += 1
                 for name, recs in ranked.items():
                     if item in recs:
                         scores[name]["hits"] += 1
                         scores[name]["ndcg"] += _ndcg(recs.index(item))
         model.learn(user, item)
-    total = time.perf_counter() - start
+        if factors is not None:
+            factors.learn(user, item)
+    total = time.perf_counter() - start - mf_rec_seconds - (factors.seconds if factors else 0.0)
     out: dict[str, Any] = {"data": str(path), "interactions": len(rows), "tests": tests, "k": k}
     for name, s in scores.items():
         out[name] = {
@@ -263,4 +318,7 @@ def evaluate_recs(path: Path, k: int = 10, test_every: int = 10) -> dict[str, An
         "learn_per_second": round(len(rows) / max(total - rec_seconds, 1e-9), 1),
         "recommend_per_second": round(tests * 2 / max(rec_seconds, 1e-9), 1),
     }
+    if factors is not None:
+        out["throughput"]["mf_learn_per_second"] = round(len(rows) / max(factors.seconds, 1e-9), 1)
+        out["throughput"]["mf_recommend_per_second"] = round(tests / max(mf_rec_seconds, 1e-9), 1)
     return out
