@@ -22,19 +22,15 @@ import redis.asyncio as aioredis
 from rich.console import Console
 
 from pipeline.bench.worker import _fresh, _lookups, _pct
-from pipeline.bench.workload import simulated_records
-from pipeline.cli.processes import crm_process
+from pipeline.bench.workload import preload, simulated_records
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
-from pipeline.kafka.producer import ConfirmedProducer
 
 
 def _fill(s: Settings, env: dict[str, str], logs: Path, touches: int) -> int:
     records = simulated_records(s, customers=3000, touches=touches)
-    producer = ConfirmedProducer(s.kafka_bootstrap, ack_timeout_ms=60_000)
-    for i in range(0, len(records), 5000):
-        producer.send_sync(records[i : i + 5000], timeout=120)
-    producer.close()
+    preload(s, records)
     topics = [s.topic("events"), s.topic("events.by_customer")]
     with crm_process(["worker", "--name", "fill"], None, logs / "bench-pers-fill.log", env=env):
         deadline = time.monotonic() + 600
@@ -96,12 +92,7 @@ def run_personalization_bench(
     paths = paths or ["/v1/personalize/nobody"]
     result: dict[str, Any] = {"profiles_events": events, "known_customers": len(ids)}
     aport, cport = settings.api_port + 23, settings.collector_port + 23
-    with crm_process(
-        ["api", "--port", str(aport)],
-        f"http://127.0.0.1:{aport}/health",
-        logs / "bench-pers-api.log",
-        env=env,
-    ):
+    with http_service("api", aport, logs / "bench-pers-api.log", env):
         asyncio.run(_lookups(f"http://127.0.0.1:{aport}", _read_key(settings), paths, 200, 2))
         lat, errors = asyncio.run(
             _lookups(f"http://127.0.0.1:{aport}", _read_key(settings), paths, rate, 10)
@@ -117,12 +108,7 @@ def run_personalization_bench(
     console.print(result["decisions"])
     with (
         crm_process(["worker", "--name", "fill"], None, logs / "bench-pers-worker.log", env=env),
-        crm_process(
-            ["collector", "--port", str(cport)],
-            f"http://127.0.0.1:{cport}/health",
-            logs / "bench-pers-collector.log",
-            env=env,
-        ),
+        http_service("collector", cport, logs / "bench-pers-collector.log", env),
     ):
         time.sleep(8)  # the worker rejoins its group
         key = sorted(settings.write_key_set)[0]

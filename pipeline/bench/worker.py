@@ -20,11 +20,10 @@ import httpx
 import redis
 from rich.console import Console
 
-from pipeline.bench.workload import simulated_records
-from pipeline.cli.processes import crm_process
+from pipeline.bench.workload import preload, simulated_records
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
-from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.kafka.topics import ensure_topics
 from pipeline.sources.simulator import Simulator
 
@@ -54,10 +53,7 @@ def _fresh(settings: Settings) -> tuple[Settings, dict[str, str]]:
 def worker_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, Any]:
     s, env = _fresh(settings)
     records = simulated_records(s, customers=2000, touches=touches)
-    producer = ConfirmedProducer(s.kafka_bootstrap, ack_timeout_ms=60_000)
-    for i in range(0, len(records), 5000):
-        producer.send_sync(records[i : i + 5000], timeout=120)
-    producer.close()
+    preload(s, records)
     topics = [s.topic("events"), s.topic("events.by_customer")]
     with crm_process(["worker", "--name", "bench"], None, logs / "bench-worker.log", env=env):
         start_lag = group_lag(s, s.worker_id, topics[:1])
@@ -174,18 +170,8 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
     key = sorted(settings.write_key_set)[0]
     with (
         crm_process(["worker", "--name", "fresh"], None, logs / "bench-worker2.log", env=env),
-        crm_process(
-            ["collector", "--port", str(cport)],
-            f"http://127.0.0.1:{cport}/health",
-            logs / "bench-collector2.log",
-            env=env,
-        ),
-        crm_process(
-            ["api", "--port", str(aport)],
-            f"http://127.0.0.1:{aport}/health",
-            logs / "bench-api.log",
-            env=env,
-        ),
+        http_service("collector", cport, logs / "bench-collector2.log", env),
+        http_service("api", aport, logs / "bench-api.log", env),
         crm_process(["sink", "clickhouse"], None, logs / "bench-sink2.log", env=env),
     ):
         time.sleep(8)  # let the worker join its group before measuring

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from pipeline.config import Settings
-from pipeline.kafka.producer import Record
+from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.sources.ingest import Ingestor
 from pipeline.sources.simulator import Simulator
 from pipeline.transforms.sendgrid import to_email_event
@@ -91,3 +91,11 @@ def purchase_history(
     ingestor = Ingestor(settings)
     prepared = ingestor.prepare_raw([msgspec.json.encode(d) for _t, d in docs], source="pos")
     return [r for r in prepared.records if r.topic.endswith(".events")]
+
+
+def preload(settings: Settings, records: list[Record], chunk: int = 5000) -> None:
+    """Publish records (acks=all) before a benchmark starts its consumers."""
+    producer = ConfirmedProducer(settings.kafka_bootstrap, ack_timeout_ms=60_000)
+    for i in range(0, len(records), chunk):
+        producer.send_sync(records[i : i + chunk], timeout=120)
+    producer.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,6 +42,15 @@ def crm_process(
             proc.wait()
         if log_path and out is not subprocess.DEVNULL:
             out.close()  # type: ignore[union-attr]
+
+
+def http_service(
+    command: str, port: int, log_path: Path | None, env: dict[str, str] | None = None
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``crm collector|api --port N`` as a child, ready once ``/health`` answers."""
+    return crm_process(
+        [command, "--port", str(port)], f"http://127.0.0.1:{port}/health", log_path, env=env
+    )
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

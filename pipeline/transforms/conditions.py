@@ -80,12 +80,15 @@ def load_yaml(text: str, source: str = "<config>") -> LineDict:
     return doc
 
 
-def read_yaml(path: Path) -> LineDict:
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return load_yaml(text, str(path))
+
+
+def read_yaml(path: Path) -> LineDict:
+    return load_yaml(read_text(path), str(path))
 
 
 def line_of(node: Any, key: str | None = None, default: int = 0) -> int:

@@ -25,12 +25,12 @@ from typing import Any
 
 from pipeline.transforms.conditions import (
     Condition,
-    ConfigError,
     LineDict,
     fail,
     holds,
     load_yaml,
     parse_condition,
+    read_text,
 )
 from pipeline.transforms.segments import CONSENT_STATES, consent_given
 
@@ -150,11 +150,7 @@ def parse_personalization(text: str, source: str = "personalization.yaml") -> Pe
 
 
 def load_personalization(path: Path) -> PersonalizationConfig:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_personalization(text, str(path))
+    return parse_personalization(read_text(path), str(path))
 
 
 def _listed(facts: dict[str, Any], key: str) -> list[str]:

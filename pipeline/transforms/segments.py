@@ -15,12 +15,12 @@ from typing import Any
 
 from pipeline.transforms.conditions import (
     Condition,
-    ConfigError,
     Evaluation,
     LineDict,
     fail,
     load_yaml,
     parse_condition,
+    read_text,
 )
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -99,11 +99,7 @@ def parse_segments(text: str, source: str = "segments.yaml") -> SegmentConfig:
 
 
 def load_segments(path: Path) -> SegmentConfig:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_segments(text, str(path))
+    return parse_segments(read_text(path), str(path))
 
 
 @dataclass

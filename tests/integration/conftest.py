@@ -10,10 +10,13 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from pipeline.cli.processes import crm_process
@@ -74,3 +77,38 @@ def collector(settings: Settings, tmp_path: Path) -> Iterator[str]:
         env=env,
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def ch_settings(settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, str]]:
+    s = settings.model_copy(
+        update={
+            "redis_prefix": settings.topic_prefix,
+            "sql_port": free_port(),
+            "clickhouse_url": f"chdb://{tmp_path / 'ch'}",
+        }
+    )
+    env = {
+        "CRM_TOPIC_PREFIX": s.topic_prefix,
+        "CRM_REDIS_PREFIX": s.redis_prefix,
+        "CRM_CLICKHOUSE_URL": s.clickhouse_url,
+        "CRM_SQL_PORT": str(s.sql_port),
+        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
+        "CRM_TOPIC_PARTITIONS": "3",
+        "CRM_WORKER_BATCH_MS": "20",
+        "CRM_CLICKHOUSE_BATCH_MS": "200",
+    }
+    return s, env
+
+
+def wait_for(fetch: Any, done: Any, timeout: float = 90.0, what: str = "condition") -> Any:
+    """Poll ``fetch`` until ``done(value)``; the failure shows the last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fetch()
+        if done(last):
+            return last
+        time.sleep(0.25)
+    shown = last.text[:800] if isinstance(last, httpx.Response) else last
+    raise AssertionError(f"{what} not met within {timeout}s; last value: {shown}")

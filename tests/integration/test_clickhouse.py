@@ -8,15 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pipeline.bench.workload import simulated_records
-from pipeline.cli.processes import crm_process
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.sinks.clickhouse.access import query
@@ -38,28 +34,6 @@ def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
 
 def scalar(s: Settings, sql: str) -> Any:
     return query(s, sql)["rows"][0][0]
-
-
-@pytest.fixture
-def ch_settings(settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, str]]:
-    s = settings.model_copy(
-        update={
-            "redis_prefix": settings.topic_prefix,
-            "sql_port": free_port(),
-            "clickhouse_url": f"chdb://{tmp_path / 'ch'}",
-        }
-    )
-    env = {
-        "CRM_TOPIC_PREFIX": s.topic_prefix,
-        "CRM_REDIS_PREFIX": s.redis_prefix,
-        "CRM_CLICKHOUSE_URL": s.clickhouse_url,
-        "CRM_SQL_PORT": str(s.sql_port),
-        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
-        "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
-        "CRM_CLICKHOUSE_BATCH_MS": "200",
-    }
-    return s, env
 
 
 def test_migrations_apply_twice(ch_settings):
@@ -85,14 +59,7 @@ def test_reconciliation_accepted_equals_rows_and_aggregates_match_events(ch_sett
         stack.enter_context(
             crm_process(["sink", "clickhouse"], None, tmp_path / "sink.log", env=env)
         )
-        stack.enter_context(
-            crm_process(
-                ["collector", "--port", str(cport)],
-                f"http://127.0.0.1:{cport}/health",
-                tmp_path / "collector.log",
-                env=env,
-            )
-        )
+        stack.enter_context(http_service("collector", cport, tmp_path / "collector.log", env))
         sim = Simulator(
             f"http://127.0.0.1:{cport}", "it-write-key", customers=80, seed=5, invalid_share=0.03
         )

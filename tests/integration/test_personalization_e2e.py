@@ -21,12 +21,12 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 
-from pipeline.cli.processes import crm_process
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.sinks.clickhouse.access import query
 from pipeline.stores.segments_redis import SegmentReader
 from pipeline.transforms.profile import Change
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_for
 
 WRITE = ("it-write-key", "")
 READ = {"Authorization": "Bearer it-read-key"}
@@ -53,25 +53,12 @@ slots:
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def stack(ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path) -> Iterator[dict[str, Any]]:
     (tmp_path / "segments.yaml").write_text(SEGMENTS)
     (tmp_path / "personalization.yaml").write_text(PERSONALIZATION)
-    s = settings.model_copy(
-        update={
-            "redis_prefix": settings.topic_prefix,
-            "sql_port": free_port(),
-            "clickhouse_url": f"chdb://{tmp_path / 'ch'}",
-        }
-    )
+    s, base_env = ch_settings
     env = {
-        "CRM_TOPIC_PREFIX": s.topic_prefix,
-        "CRM_REDIS_PREFIX": s.redis_prefix,
-        "CRM_CLICKHOUSE_URL": s.clickhouse_url,
-        "CRM_SQL_PORT": str(s.sql_port),
-        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
-        "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
-        "CRM_CLICKHOUSE_BATCH_MS": "200",
+        **base_env,
         "CRM_SEGMENTS_RULES": str(tmp_path / "segments.yaml"),
         "CRM_PERSONALIZATION_RULES": str(tmp_path / "personalization.yaml"),
         "CRM_SEGMENT_TICK_S": "0.5",
@@ -80,36 +67,14 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     with (
         crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env),
         crm_process(["sink", "clickhouse"], None, tmp_path / "sink.log", env=env),
-        crm_process(
-            ["collector", "--port", str(cport)],
-            f"http://127.0.0.1:{cport}/health",
-            tmp_path / "collector.log",
-            env=env,
-        ),
-        crm_process(
-            ["api", "--port", str(aport)],
-            f"http://127.0.0.1:{aport}/health",
-            tmp_path / "api.log",
-            env=env,
-        ),
+        http_service("collector", cport, tmp_path / "collector.log", env),
+        http_service("api", aport, tmp_path / "api.log", env),
     ):
         yield {
             "settings": s,
             "collector": f"http://127.0.0.1:{cport}",
             "api": f"http://127.0.0.1:{aport}",
         }
-
-
-def wait_for(fetch: Any, done: Any, timeout: float = 90.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if done(last):
-            return last
-        time.sleep(0.2)
-    shown = last.text[:600] if isinstance(last, httpx.Response) else last
-    raise AssertionError(f"{what} not reached within {timeout}s; last: {shown}")
 
 
 def pos(loyalty: str, tid: str, total: float, at: datetime | None = None) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.cli.processes import crm_process
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_for
 
 WRITE = ("it-write-key", "")
 READ = {"Authorization": "Bearer it-read-key"}
@@ -31,37 +31,15 @@ def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]
     }
     cport, aport = free_port(), free_port()
     with (
-        crm_process(
-            ["collector", "--port", str(cport)],
-            f"http://127.0.0.1:{cport}/health",
-            tmp_path / "collector.log",
-            env=env,
-        ),
+        http_service("collector", cport, tmp_path / "collector.log", env),
         crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env),
-        crm_process(
-            ["api", "--port", str(aport)],
-            f"http://127.0.0.1:{aport}/health",
-            tmp_path / "api.log",
-            env=env,
-        ),
+        http_service("api", aport, tmp_path / "api.log", env),
     ):
         yield {
             "collector": f"http://127.0.0.1:{cport}",
             "api": f"http://127.0.0.1:{aport}",
             "logs": tmp_path,
         }
-
-
-def wait_for(fetch: Any, done: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if done(last):
-            return last
-        time.sleep(0.25)
-    shown = last.text[:800] if isinstance(last, httpx.Response) else last
-    raise AssertionError(f"condition not met within {timeout}s; last value: {shown}")
 
 
 def test_one_customer_across_web_store_and_email(pipeline_env):
