@@ -267,6 +267,10 @@ class ProfileStage:
     async def _event(self, rec: RoutedEvent, token: Any) -> None:
         current = self._get(rec.customer_id)
         if current is not None and current.merged_into:
+            if rec.event.message_id and rec.event.message_id in current.seen:
+                # Already in the content this tombstone ships to the survivor (a replay
+                # after a crash): forwarding it as well would count it twice there.
+                return
             await self._forward(
                 current.merged_into,
                 RoutedEvent(customer_id=current.merged_into, event=rec.event, forwarded=True),

@@ -85,3 +85,15 @@ def test_records_round_trip():
     rec = RoutedEvent(customer_id="A", event=page("x"))
     assert routed_decoder.decode(encoder.encode(rec)) == rec
     assert msgspec.json.decode(encoder.encode(rec))["k"] == "event"
+
+
+def test_replayed_event_at_a_tombstone_is_not_counted_twice_at_the_survivor():
+    """A crash replays B's event after B was absorbed: its copy is already in the Absorb."""
+    table, _sink, outbox, stage = make()
+    run(stage, [routed("A", page("a1", "ca")), routed("B", page("e1"))])
+    merge = encoder.encode(MergeCommand(customer_id="B", survivor="A", merge_id="B>A"))
+    run(stage, [merge])
+    outbox.take()  # the worker dies before its Absorb reaches Kafka; the tombstone persisted
+    run(stage, [routed("B", page("e1")), merge])  # the replay: e1 reaches the tombstone first
+    deliver(stage, outbox)
+    assert decode(table[b"A"]).events == 2
