@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Profile/personalization API bind address"
     )
     api_port: int = Field(default=8090, description="Profile/personalization API port")
+    api_workers: int = Field(
+        default=1, ge=1, description="API processes sharing the port (one per core)"
+    )
     clickhouse_url: str = Field(
         default="", description="chdb:///path (embedded) or http://host:8123 (server)"
     )

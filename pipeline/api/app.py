@@ -7,6 +7,7 @@ customer up by the raw email it has.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,29 +46,42 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": {"status": status, "message": message}}, status)
 
 
+# One round trip per lookup: identifier -> customer -> profile, following merges to the
+# survivor (keys are built in the script; Redis Cluster would need a hash tag here).
+LOOKUP = """
+local cid = ARGV[2]
+if KEYS[1] ~= '' then
+  cid = redis.call('GET', KEYS[1])
+  if not cid then return false end
+end
+for _ = 1, 10 do
+  local v = redis.call('HMGET', ARGV[1] .. 'profile:' .. cid, 'json', 'm')
+  if v[1] then return {cid, v[1]} end
+  if v[2] == '(forgotten)' then return false end
+  local nxt = v[2] or redis.call('GET', ARGV[1] .. 'cust:' .. cid .. ':merged_into')
+  if not nxt then return false end
+  cid = nxt
+end
+return false
+"""
+
+
 class ProfileReader:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
         self.settings, self.r, self.p = settings, client, settings.redis_prefix
         self.salt = settings.pii_salt.get_secret_value()
+        self._lookup = client.register_script(LOOKUP)
+
+    async def _find(self, id_key: str, cid: str) -> tuple[str, Profile] | None:
+        found = await self._lookup(keys=[id_key], args=[self.p, cid])
+        if not found:
+            return None
+        owner, raw = found
+        return (owner.decode() if isinstance(owner, bytes) else owner), _decode(raw)
 
     async def by_customer(self, cid: str) -> tuple[str, Profile] | None:
-        for _ in range(10):  # follow merges to the survivor
-            raw, merged = await self.r.hmget(f"{self.p}profile:{cid}", ["json", "m"])
-            if raw:
-                return cid, _decode(raw)
-            if merged == b"(forgotten)":
-                return None
-            nxt = merged or await self.r.get(f"{self.p}cust:{cid}:merged_into")
-            if not nxt:
-                return None
-            cid = nxt.decode() if isinstance(nxt, bytes) else nxt
-        return None
-
-    async def customer_for(self, kind: str, value: str) -> str | None:
-        owner = await self.r.get(f"{self.p}id:{kind}:{value}")
-        if not owner:
-            return None
-        return owner.decode() if isinstance(owner, bytes) else owner
+        """The profile of ``cid``, or of the customer that absorbed it."""
+        return await self._find("", cid)
 
     async def by_identifier(self, kind: str, raw: str) -> tuple[str, Profile] | None:
         """Profile by an identifier as a website has it; raises IdentifierError if invalid."""
@@ -80,8 +94,7 @@ class ProfileReader:
             partner, _, value = raw.partition(":")
             kind = f"partner:{partner}"
         value = canonical(kind, value, salt=self.salt, hash_pii=self.settings.hash_pii)
-        cid = await self.customer_for(kind, value)
-        return await self.by_customer(cid) if cid else None
+        return await self._find(f"{self.p}id:{kind}:{value}", "")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -101,6 +114,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         state["reader"] = reader
         state["preferences"] = PreferenceCentre(reader, producer, settings.topic("events"))
+        # Long-lived objects (modules, rules) out of the collector's way: full collections
+        # then scan only per-request garbage, which keeps the latency tail short.
+        gc.collect()
+        gc.freeze()
         yield
         producer.close()
         await client.aclose()

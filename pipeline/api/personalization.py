@@ -26,7 +26,7 @@ from pipeline.transforms.fold import PREFERENCES_EVENT
 from pipeline.transforms.identifiers import strongest
 from pipeline.transforms.personalize import PersonalizationConfig, decide
 from pipeline.transforms.profile import Profile
-from pipeline.transforms.profile_view import render
+from pipeline.transforms.profile_view import LazyView
 
 if TYPE_CHECKING:
     from pipeline.api.app import ProfileReader
@@ -94,7 +94,7 @@ def answer(
     if unknown:
         raise BadRequest(f"unknown slot {unknown[0]!r}; slots: {', '.join(config.slots)}")
     now = int(time.time() * 1000)
-    facts: dict[str, Any] = render(found[1], now) if found else {}
+    facts: dict[str, Any] = LazyView(found[1], now) if found else {}
     facts["context"] = request_context(request)
     slots = {name: decide(config, config.slots[name], facts, now) for name in wanted}
     return {

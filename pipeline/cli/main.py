@@ -39,8 +39,12 @@ def _services(action: str) -> None:
         raise typer.Exit(result.returncode)
 
 
-def _serve(asgi_app: Starlette, host: str, port: int) -> None:
-    """Serve an ASGI app with uvloop and httptools, logging through our structured logs."""
+def _serve(asgi_app: Starlette | str, host: str, port: int, workers: int = 1) -> None:
+    """Serve an ASGI app with uvloop and httptools, logging through our structured logs.
+
+    With ``workers > 1`` the app is given as an import string of a factory, and
+    uvicorn forks that many processes sharing the socket.
+    """
     import uvicorn
 
     configure(get_settings())
@@ -52,6 +56,8 @@ def _serve(asgi_app: Starlette, host: str, port: int) -> None:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        workers=workers if isinstance(asgi_app, str) else None,
+        factory=isinstance(asgi_app, str),
     )
 
 
@@ -125,12 +131,15 @@ def simulate(
 def api(
     host: str = typer.Option(None, help="Bind address (default CRM_API_HOST)"),
     port: int = typer.Option(None, help="Port (default CRM_API_PORT)"),
+    workers: int = typer.Option(None, min=1, help="Processes (default CRM_API_WORKERS)"),
 ) -> None:
-    """Run the profile lookup API (reads Redis only)."""
+    """Run the profile lookup and personalization API (decisions read Redis only)."""
     from pipeline.api.app import create_app
 
     settings = get_settings()
-    _serve(create_app(settings), host or settings.api_host, port or settings.api_port)
+    n = workers or settings.api_workers
+    target: Starlette | str = "pipeline.api.app:create_app" if n > 1 else create_app(settings)
+    _serve(target, host or settings.api_host, port or settings.api_port, n)
 
 
 @app.command()

@@ -6,6 +6,7 @@ profile read a week after the last event still says a week.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,79 +39,115 @@ def _affinities(p: Profile, now_ms: int, n: int = 5) -> dict[str, dict[str, floa
     return out
 
 
-def render(p: Profile, now_ms: int) -> dict[str, Any]:
-    email_totals: dict[str, int] = {}
+def _web(p: Profile, _now: int) -> dict[str, Any]:
+    last = p.sessions[-1] if p.sessions else None
+    return {
+        "sessions": len(p.sessions),
+        "page_views": p.page_views,
+        "products_viewed": dict(sorted(p.product_views.items(), key=lambda kv: -kv[1])[:20]),
+        "cart_adds": p.cart_adds,
+        "cart_value": p.cart_cents / 100,
+        "last_session": (
+            {"start": _iso(last.start), "end": _iso(last.end), "pages": last.pages}
+            if last
+            else None
+        ),
+    }
+
+
+def _purchases(p: Profile, _now: int) -> dict[str, Any]:
+    gaps = [b - a for a, b in zip(p.purchase_times, p.purchase_times[1:], strict=False)]
+    return {
+        "orders": p.orders,
+        "revenue": p.revenue_cents / 100,
+        "average_order_value": round(p.revenue_cents / p.orders / 100, 2) if p.orders else 0.0,
+        "first_purchase": _iso(p.purchase_times[0]) if p.purchase_times else None,
+        "last_purchase": _iso(p.purchase_times[-1]) if p.purchase_times else None,
+        "mean_days_between_purchases": round(sum(gaps) / len(gaps) / DAY_MS, 2) if gaps else None,
+        "top_categories": _top(p.categories),
+        "top_brands": _top(p.brands),
+        "stores": p.stores,
+    }
+
+
+def _email(p: Profile, _now: int) -> dict[str, Any]:
+    totals: dict[str, int] = {}
     for actions in p.email.values():
         for action, n in actions.items():
-            email_totals[action] = email_totals.get(action, 0) + n
-    gaps = [b - a for a, b in zip(p.purchase_times, p.purchase_times[1:], strict=False)]
-    open_cases = [k for k, v in p.cases.items() if str(v.value).endswith(":open")]
-    return {
-        "customer_id": p.customer_id,
-        "version": p.version,
-        "identifiers": p.identifiers,
-        "traits": {k: v.value for k, v in sorted(p.traits.items())},
-        "consent": {k: v.value for k, v in sorted(p.consent.items())},
-        "first_seen": _iso(p.first_seen),
-        "last_seen": _iso(p.last_seen),
-        "channels": {
-            k: {"first": _iso(v.first), "last": _iso(v.last), "events": v.count}
-            for k, v in sorted(p.channels.items())
-        },
-        "events": p.events,
-        "web": {
-            "sessions": len(p.sessions),
-            "page_views": p.page_views,
-            "products_viewed": dict(sorted(p.product_views.items(), key=lambda kv: -kv[1])[:20]),
-            "cart_adds": p.cart_adds,
-            "cart_value": p.cart_cents / 100,
-            "last_session": (
-                {
-                    "start": _iso(p.sessions[-1].start),
-                    "end": _iso(p.sessions[-1].end),
-                    "pages": p.sessions[-1].pages,
-                }
-                if p.sessions
-                else None
-            ),
-        },
-        "purchases": {
-            "orders": p.orders,
-            "revenue": p.revenue_cents / 100,
-            "average_order_value": round(p.revenue_cents / p.orders / 100, 2) if p.orders else 0.0,
-            "first_purchase": _iso(p.purchase_times[0]) if p.purchase_times else None,
-            "last_purchase": _iso(p.purchase_times[-1]) if p.purchase_times else None,
-            "mean_days_between_purchases": round(sum(gaps) / len(gaps) / DAY_MS, 2)
-            if gaps
-            else None,
-            "top_categories": _top(p.categories),
-            "top_brands": _top(p.brands),
-            "stores": p.stores,
-        },
-        "rfm": {
-            "recency_days": round((now_ms - p.purchase_times[-1]) / DAY_MS, 2)
-            if p.purchase_times
-            else None,
-            "frequency": p.orders,
-            "monetary": p.revenue_cents / 100,
-        },
-        "email": {"totals": email_totals, "campaigns": p.email},
-        "support": {
-            "contacts": p.support,
-            "complaint_topics": p.complaint_topics,
-            "open_cases": len(open_cases),
-        },
-        "loyalty": {
-            "cards": p.identifiers.get("loyalty_id", []),
-            "points_earned": p.points_earned,
-            "points_redeemed": p.points_redeemed,
-            "points_balance": p.points_earned - p.points_redeemed,
-            "stage": p.audience.stage if p.audience else None,
-            "tier": p.audience.tier if p.audience else None,
-        },
-        "segments": sorted(p.audience.segments) if p.audience else [],
-        "scores": {k: v.value for k, v in sorted(p.scores.items())},
-        "preferences": {k: v.value for k, v in sorted(p.preferences.items())},
-        "affinities": _affinities(p, now_ms),
-        "merged_customers": [m.split(">", 1)[0] for m in p.merges],
-    }
+            totals[action] = totals.get(action, 0) + n
+    return {"totals": totals, "campaigns": p.email}
+
+
+Section = Callable[[Profile, int], Any]
+SECTIONS: dict[str, Section] = {
+    "customer_id": lambda p, _n: p.customer_id,
+    "version": lambda p, _n: p.version,
+    "identifiers": lambda p, _n: p.identifiers,
+    "traits": lambda p, _n: {k: v.value for k, v in sorted(p.traits.items())},
+    "consent": lambda p, _n: {k: v.value for k, v in sorted(p.consent.items())},
+    "first_seen": lambda p, _n: _iso(p.first_seen),
+    "last_seen": lambda p, _n: _iso(p.last_seen),
+    "channels": lambda p, _n: {
+        k: {"first": _iso(v.first), "last": _iso(v.last), "events": v.count}
+        for k, v in sorted(p.channels.items())
+    },
+    "events": lambda p, _n: p.events,
+    "web": _web,
+    "purchases": _purchases,
+    "rfm": lambda p, now: {
+        "recency_days": round((now - p.purchase_times[-1]) / DAY_MS, 2)
+        if p.purchase_times
+        else None,
+        "frequency": p.orders,
+        "monetary": p.revenue_cents / 100,
+    },
+    "email": _email,
+    "support": lambda p, _n: {
+        "contacts": p.support,
+        "complaint_topics": p.complaint_topics,
+        "open_cases": sum(1 for v in p.cases.values() if str(v.value).endswith(":open")),
+    },
+    "loyalty": lambda p, _n: {
+        "cards": p.identifiers.get("loyalty_id", []),
+        "points_earned": p.points_earned,
+        "points_redeemed": p.points_redeemed,
+        "points_balance": p.points_earned - p.points_redeemed,
+        "stage": p.audience.stage if p.audience else None,
+        "tier": p.audience.tier if p.audience else None,
+    },
+    "segments": lambda p, _n: sorted(p.audience.segments) if p.audience else [],
+    "scores": lambda p, _n: {k: v.value for k, v in sorted(p.scores.items())},
+    "preferences": lambda p, _n: {k: v.value for k, v in sorted(p.preferences.items())},
+    "affinities": _affinities,
+    "merged_customers": lambda p, _n: [m.split(">", 1)[0] for m in p.merges],
+}
+
+
+def render(p: Profile, now_ms: int) -> dict[str, Any]:
+    """The whole view, as ``GET /v1/profiles/...`` answers."""
+    return {name: build(p, now_ms) for name, build in SECTIONS.items()}
+
+
+class LazyView(dict[str, Any]):
+    """The same view, each section built on first access.
+
+    A personalization decision reads a handful of fields; building only those
+    keeps the request cheap. Extra keys (``context``) can be set as usual.
+    """
+
+    def __init__(self, p: Profile, now_ms: int) -> None:
+        super().__init__()
+        self._p, self._now = p, now_ms
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or key in SECTIONS
+
+    def __missing__(self, key: str) -> Any:
+        build = SECTIONS.get(key)
+        if build is None:
+            raise KeyError(key)
+        value = self[key] = build(self._p, self._now)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - builds lazily

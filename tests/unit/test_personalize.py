@@ -188,3 +188,15 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def test_lazy_view_equals_the_full_render():
+    from pipeline.transforms.profile_view import LazyView, render
+
+    p = Profile(customer_id="c1", identifiers={"user_id": ["u1"]}, orders=2, revenue_cents=500)
+    lazy = LazyView(p, 0)
+    assert "purchases" in lazy and "nonsense" not in lazy
+    assert lazy.get("purchases") == render(p, 0)["purchases"]
+    assert {k: lazy[k] for k in render(p, 0)} == render(p, 0)
+    out = decide(CONFIG, CONFIG.slots["hero"], lazy | {}, 0)  # a plain copy still decides
+    assert out["slot"] == "hero"
