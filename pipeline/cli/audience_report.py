@@ -34,8 +34,14 @@ def movement_counts(settings: Settings, start: dict[int, int] | None) -> Counter
 def _visitors(profiles: list[Profile]) -> list[tuple[str, str]]:
     """(label, customer id) of a few telling customers; an unknown visitor last."""
 
+    taken: set[str] = set()
+
     def first(pred: Any) -> Profile | None:
-        return next((p for p in sorted(profiles, key=lambda p: -p.events) if pred(p)), None)
+        ranked = sorted(profiles, key=lambda p: -p.events)
+        found = next((p for p in ranked if pred(p) and p.customer_id not in taken), None)
+        if found is not None:
+            taken.add(found.customer_id)
+        return found
 
     def consent(p: Profile, purpose: str) -> str | None:
         c = p.consent.get(purpose)
@@ -70,8 +76,8 @@ def print_audience(
 
     headers = {"Authorization": f"Bearer {sorted(settings.read_key_set)[0]}"}
     answers = Table(title="GET /v1/personalize: what these visitors see")
-    for col in ("visitor", "stage / tier", "segments", "home_hero", "why", "product_recs"):
-        answers.add_column(col)
+    for col in ("visitor", "stage / tier", "segments", "home_hero (source)", "why", "recs"):
+        answers.add_column(col, overflow="fold")
     visitors = [*_visitors(load_profiles(settings)), ("unknown visitor", f"anon-{uuid.uuid4()}")]
     with httpx.Client(base_url=api, headers=headers, timeout=5) as client:
         for label, cid in visitors:
@@ -89,6 +95,6 @@ def print_audience(
                 ", ".join(doc.get("segments") or []) or "-",
                 f"{hero.get('content')} ({hero.get('source')})",
                 str(hero.get("reason", ""))[:48],
-                ", ".join(recs.get("items") or []) or str(recs.get("content")),
+                ", ".join((recs.get("items") or [])[:2]) or str(recs.get("content")),
             )
     console.print(answers)
