@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
 from pipeline.transforms.profile import Audience, Change, Profile
-from pipeline.transforms.profile_view import render
+from pipeline.transforms.profile_view import LazyView
 from pipeline.transforms.segments import SegmentConfig, load_segments, memberships
 
 
@@ -35,7 +35,7 @@ def apply(p: Profile, rules: AudienceRules, now: int) -> list[Change]:
     old = p.audience or Audience()
     st, why = stage(p, rules.loyalty)
     tr = tier(p, rules.loyalty)
-    view = render(p, now)
+    view = LazyView(p, now)  # only the sections the segment conditions read
     view["loyalty"].update(stage=st, tier=tr)
     found = memberships(rules.segments, view, now)
     segments = {name: old.segments.get(name, now) for name in sorted(found.members)}
