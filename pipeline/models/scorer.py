@@ -21,7 +21,7 @@ from pipeline.models.churn import ChurnModel
 from pipeline.models.clv import Clv, Rfm, fit_clv
 from pipeline.models.features import rfm
 from pipeline.models.recommend import CoOccurrence, affinities
-from pipeline.transforms.fold import event_time_ms
+from pipeline.transforms.fold import PREFERENCES_EVENT, event_time_ms
 from pipeline.transforms.profile import Lww, Profile
 
 SAMPLE = 20_000  # customers kept for lifetime-value fits
@@ -67,14 +67,21 @@ class Scorer:
     refit_every: int = 2_000
     horizon_days: float = 365.0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    recs_due: dict[str, bool] = field(default_factory=dict)  # customer -> urgent: items or
+    # stated preferences changed since their recommendations were computed
+    recs_every_ms: int = 60_000  # a browsing customer's list refreshes at most this often
 
     def observe(self, profile: Profile, event: Event) -> None:
         t = event_time_ms(event)
         cid = profile.customer_id
+        due = self.__dict__.setdefault("recs_due", {})  # absent in older checkpoints
         for sku, category in items_of(event):
             self.items.learn(cid, sku)
+            due[cid] = due.get(cid, False)
             if category:
                 self.categories[sku] = category
+        if is_purchase(event) or (isinstance(event, Track) and event.event == PREFERENCES_EVENT):
+            due[cid] = True  # bought items leave the list, stated preferences apply, at once
         if is_purchase(event):
             self.purchases += 1
             self.churn.observe_purchase(cid, profile, t)
@@ -118,6 +125,15 @@ class Scorer:
                 put("p_alive", round(value["p_alive"], 4))
         prefs = affinities(profile, now)
         put("top_categories", prefs["categories"])
+        # The neighbourhood query is the costly part of scoring: run it when something the
+        # customer touched changed, and for plain browsing at most every recs_every_ms.
+        due = self.__dict__.setdefault("recs_due", {})
+        last = profile.scores.get("recommendations")
+        if last is not None:
+            urgent = due.get(profile.customer_id)
+            if urgent is None or (not urgent and now - last.ts < self.recs_every_ms):
+                return
+        due.pop(profile.customer_id, None)
         bought = set(profile.skus_bought)
         recent = self.items.history.get(profile.customer_id) or list(profile.product_views)
         recs = self.items.recommend(recent, 20, bought | set(recent[-1:]))
