@@ -1,12 +1,17 @@
-"""Profiles in Redis for millisecond lookups, guarded by version.
+"""Profiles in Redis for millisecond lookups, guarded by (events, version).
 
 Each profile is a hash ``profile:<customer id>`` with ``v`` (version),
 ``json`` and ``s`` (its segments). Segment membership lives in sorted sets
 ``segment:<name>`` (score: event time entered) changed by the same script, so a
 set never disagrees with the profile version that put the customer there; the
 next time a segment timer is due sits in the sorted set ``segments:due``.
-A Lua script replaces the profile only when the incoming version is higher, so
-a replayed or reordered write never rolls a profile back. An absorbed (or
+A Lua script replaces the profile only when it is newer: more events, or as
+many events and a higher version. Events come first because a customer's event
+count only grows, whoever computes it, while the version also counts derived
+changes (segments evaluated at a different clock after a restart can bump it a
+different number of times), so two re-derivations of the same history may
+disagree on the version but never on the events. A replayed or reordered write
+never rolls a profile back. An absorbed (or
 forgotten) customer becomes a tombstone: ``v`` and ``m`` (the survivor) without
 ``json``. Deleting the key instead would let a late write from a worker that
 lost the partition in a rebalance resurrect the old profile; the tombstone's
@@ -25,14 +30,20 @@ from pipeline.sinks.base import Sink
 from pipeline.transforms.profile import Profile
 
 WRITE_IF_NEWER = """
-local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
+local v, e = tonumber(ARGV[1]), tonumber(ARGV[9])
+local cmp = 1
+if cur[1] then
+  local cv, ce = tonumber(cur[1]), tonumber(cur[2] or '-1')
+  if ce > e or (ce == e and cv > v) then return 0 end
+  if ce == e and cv == v then cmp = 0 end
+end
 if ARGV[6] == '' then
   redis.call('ZREM', KEYS[2], ARGV[7])
 elseif ARGV[6] ~= '-' then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
 end
-if cur and tonumber(cur) == tonumber(ARGV[1]) then return 0 end
+if cmp == 0 then return 0 end
 if ARGV[5] ~= '-' then
   local new = cjson.decode(ARGV[5])
   local old = redis.call('HGET', KEYS[1], 's')
@@ -46,9 +57,9 @@ if ARGV[5] ~= '-' then
 end
 if ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[1], 'json')
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[4], 't', ARGV[3])
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[9], 'm', ARGV[4], 't', ARGV[3])
 else
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'json', ARGV[2], 't', ARGV[3])
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[9], 'json', ARGV[2], 't', ARGV[3])
 end
 return 1
 """
@@ -83,7 +94,8 @@ def write_args(
     if profile.merged_into:  # tombstone: survivor (or erasure), no content, no segments
         forgotten = profile.merged_into == FORGOTTEN
         version = FORGOTTEN_VERSION if forgotten else profile.version
-        return keys, [version, b"", now, profile.merged_into, b"{}", "", *tail]
+        events = FORGOTTEN_VERSION if forgotten else profile.events
+        return keys, [version, b"", now, profile.merged_into, b"{}", "", *tail, events]
     a = profile.audience
     if not audience:
         segments: bytes | str = "-"
@@ -91,7 +103,16 @@ def write_args(
     else:
         segments = _encoder.encode(a.segments if a is not None else {})
         due = a.due if a is not None and a.due is not None else ""
-    return keys, [profile.version, public_json(profile), now, "", segments, due, *tail]
+    return keys, [
+        profile.version,
+        public_json(profile),
+        now,
+        "",
+        segments,
+        due,
+        *tail,
+        profile.events,
+    ]
 
 
 class RedisProfileSink(Sink[Profile]):
