@@ -23,11 +23,11 @@ from starlette.routing import Route
 
 from pipeline.api.openapi import IDENTIFIER_TYPES, OPENAPI
 from pipeline.api.personalization import BadRequest, PreferenceCentre, answer
-from pipeline.api.rules_file import ReloadingFile
 from pipeline.config import Settings, get_settings
 from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
+from pipeline.rules_file import ReloadingFile
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.transforms.identifiers import IdentifierError, canonical
 from pipeline.transforms.personalize import load_personalization

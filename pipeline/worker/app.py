@@ -10,6 +10,7 @@ stages make replays harmless. Exactly-once mode and windowed tables are not used
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -20,11 +21,14 @@ from faust.transport.producer import ProducerBuffer
 from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.models.host import ModelHost
+from pipeline.rules_file import ReloadingFile
 from pipeline.sinks.redis_profiles import RedisProfileSink
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.stores.segments_redis import SegmentTimers
-from pipeline.transforms.audience import load_audience
+from pipeline.transforms.audience import AudienceRules
 from pipeline.transforms.identity import load_rules
+from pipeline.transforms.loyalty import load_loyalty
+from pipeline.transforms.segments import load_segments
 from pipeline.worker.records import Tick, encoder
 from pipeline.worker.stages import IdentityStage, ProfileStage
 
@@ -95,6 +99,9 @@ def create_app(settings: Settings) -> faust.App:
         _current_event.set(weakref.ref(event))
 
     models = ModelHost(settings)
+    # Segment definitions reload while running (an invalid edit keeps the old ones);
+    # loyalty accrual is read at start only, so points never depend on when a file changed.
+    segments = ReloadingFile(settings.segments_rules, load_segments, settings.rules_reload_s)
     profile_stage = ProfileStage(
         profiles,
         RedisProfileSink(redis, settings.redis_prefix),
@@ -103,7 +110,9 @@ def create_app(settings: Settings) -> faust.App:
         bind=bind,
         snapshots=settings.topic("profiles"),
         scorer=models.scorer,
-        audience=load_audience(settings.loyalty_rules, settings.segments_rules),
+        audience=AudienceRules(
+            loyalty=load_loyalty(settings.loyalty_rules), segments=segments.value
+        ),
         changes=settings.topic("segments.changes"),
     )
     timers = SegmentTimers(redis, settings.redis_prefix)
@@ -137,6 +146,11 @@ def create_app(settings: Settings) -> faust.App:
             await by_customer.send(
                 key=cid.encode(), value=encoder.encode(Tick(customer_id=cid, at=now))
             )
+
+    @app.timer(interval=settings.rules_reload_s)
+    async def reload_segments() -> None:
+        if segments.refresh() and profile_stage.audience is not None:
+            profile_stage.audience = replace(profile_stage.audience, segments=segments.value)
 
     @app.timer(interval=settings.model_checkpoint_s)
     async def checkpoint_models() -> None:

@@ -15,8 +15,8 @@ from pipeline.api.personalization import (
     parse_preferences,
     preference_event,
 )
-from pipeline.api.rules_file import ReloadingFile
 from pipeline.config import Settings
+from pipeline.rules_file import ReloadingFile
 from pipeline.transforms.conditions import ConfigError
 from pipeline.transforms.personalize import decide, load_personalization, parse_personalization
 from pipeline.transforms.profile import Profile
