@@ -62,6 +62,7 @@ def stack(ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path) -> Itera
         "CRM_SEGMENTS_RULES": str(tmp_path / "segments.yaml"),
         "CRM_PERSONALIZATION_RULES": str(tmp_path / "personalization.yaml"),
         "CRM_SEGMENT_TICK_S": "0.5",
+        "CRM_RULES_RELOAD_S": "0.5",
     }
     cport, aport = free_port(), free_port()
     with (
@@ -71,6 +72,7 @@ def stack(ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path) -> Itera
         http_service("api", aport, tmp_path / "api.log", env),
     ):
         yield {
+            "segments_file": tmp_path / "segments.yaml",
             "settings": s,
             "collector": f"http://127.0.0.1:{cport}",
             "api": f"http://127.0.0.1:{aport}",
@@ -212,3 +214,14 @@ def test_event_time_timer_moves_a_silent_customer_into_a_segment(stack):
     )
     profile = httpx.get(f"{api}/v1/profiles/{cid}", headers=READ).json()
     assert profile["segments"] == ["lapsed-30d"]
+
+    # the running worker picks up an edited segment file; a broken edit changes nothing
+    stack["segments_file"].write_text(SEGMENTS + "  - name: broken\n    when: {field: x}\n")
+    time.sleep(1.5)
+    stack["segments_file"].write_text(
+        SEGMENTS + "  - name: store-buyers\n    when: {field: purchases.orders, gte: 2}\n"
+    )
+    time.sleep(1.5)
+    assert httpx.post(f"{c}/v1/pos/transactions", auth=WRITE, json=pos(card, "new", 20)).is_success
+    wait_for(lambda: reader.is_member("store-buyers", cid), bool, timeout=30, what="reload")
+    assert not reader.is_member("lapsed-30d", cid)  # a purchase today: no longer lapsed
