@@ -96,7 +96,10 @@ def test_one_customer_across_web_store_and_email(pipeline_env):
     full = wait_for(
         lambda: by("email", email), lambda r: r.status_code == 200 and r.json()["events"] == 6
     ).json()
-    assert full["customer_id"] == anon_id  # the anonymous profile became the known customer
+    # the anonymous profile became the known customer (or, if the store receipt reached the
+    # identity stage first from its own partition, was absorbed by it: arrival order decides)
+    survivor = full["customer_id"]
+    assert survivor == anon_id or anon_id in full["merged_customers"]
     assert full["purchases"]["orders"] == 1 and full["purchases"]["revenue"] == 120.0
     assert full["web"]["page_views"] == 2 and full["web"]["sessions"] == 1
     assert full["email"]["totals"] == {"open": 1}
@@ -110,7 +113,7 @@ def test_one_customer_across_web_store_and_email(pipeline_env):
         ("email", "JANE.DOE@example.com "),
     ]:
         r = by(kind, value)
-        assert r.status_code == 200 and r.json()["customer_id"] == anon_id, (kind, r.text)
+        assert r.status_code == 200 and r.json()["customer_id"] == survivor, (kind, r.text)
     assert httpx.get(f"{api}/v1/profiles/{anon_id}", headers=READ).json()["events"] == 6
     assert by("email", "nobody@example.com").status_code == 404
     assert httpx.get(f"{api}/v1/profiles/{anon_id}").status_code == 401

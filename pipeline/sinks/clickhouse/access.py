@@ -12,11 +12,18 @@ from pipeline.sinks.clickhouse.client import connect
 from pipeline.sinks.clickhouse.query_server import run_query
 
 
-def query(settings: Settings, sql: str) -> dict[str, Any]:
+def query(settings: Settings, sql: str, open_store: bool = True) -> dict[str, Any]:
+    """Run SQL through the sink's endpoint, or open the embedded store if no sink runs.
+
+    ``open_store=False`` never opens it: a poller (a test, a dashboard) must not take the
+    store's lock while a sink is starting, or the sink could not open it.
+    """
     if settings.clickhouse_dsn.startswith("chdb://"):
         try:
             resp = httpx.post(f"http://127.0.0.1:{settings.sql_port}/", content=sql, timeout=60)
         except httpx.HTTPError:
+            if not open_store:
+                raise
             resp = None  # no sink running: open the store ourselves
         if resp is not None:
             body = resp.json()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,33 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from pipeline.config import REPO_ROOT
+from pipeline.logs import get_logger
 
 MIGRATIONS = REPO_ROOT / "infra" / "clickhouse" / "migrations"
 QUERIES = REPO_ROOT / "infra" / "clickhouse" / "queries"
+log = get_logger("clickhouse")
 
 
-def connect(dsn: str) -> Client:
-    if dsn.startswith("chdb://"):
-        Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(dsn=dsn)
+def connect(dsn: str, wait_s: float = 60.0) -> Client:
+    """A client for a server URL or the embedded store.
+
+    The embedded store admits one process; a previous owner that was just killed can
+    hold its lock a moment longer, so opening it is retried for ``wait_s`` seconds.
+    """
+    if not dsn.startswith("chdb://"):
+        return clickhouse_connect.get_client(dsn=dsn)
+    Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return clickhouse_connect.get_client(dsn=dsn)
+        except Exception as exc:  # chdb raises its own errors for a held lock
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("embedded ClickHouse busy, retrying", error=str(exc)[:200], retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def statements(sql: str) -> list[str]:
