@@ -151,12 +151,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return _error(404, f"no customer {cid!r}")
         return _json(render(found[1], int(time.time() * 1000)) | {"requested": cid})
 
-    async def profile_by(request: Request) -> Response:
+    async def by_identifier(request: Request) -> tuple[str, Profile] | Response | None:
+        """The profile for the path's identifier, or a 400 for an invalid one."""
         kind, value = request.path_params["identifier_type"], request.path_params["value"]
         try:
-            found = await state["reader"].by_identifier(kind, value)
+            return await state["reader"].by_identifier(kind, value)
         except IdentifierError as exc:
             return _error(400, str(exc))
+
+    async def profile_by(request: Request) -> Response:
+        found = await by_identifier(request)
+        if isinstance(found, Response):
+            return found
+        kind = request.path_params["identifier_type"]
         if found is None:
             return _error(404, f"no customer with {kind} {request.path_params['value']!r}")
         return _json(render(found[1], int(time.time() * 1000)))
@@ -166,12 +173,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return _decide(request, found)
 
     async def personalize_by(request: Request) -> Response:
-        kind, value = request.path_params["identifier_type"], request.path_params["value"]
-        try:
-            found = await state["reader"].by_identifier(kind, value)
-        except IdentifierError as exc:
-            return _error(400, str(exc))
-        return _decide(request, found)
+        found = await by_identifier(request)
+        return found if isinstance(found, Response) else _decide(request, found)
 
     def _decide(request: Request, found: tuple[str, Profile] | None) -> Response:
         config = rules.current()

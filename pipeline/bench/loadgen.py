@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -30,6 +31,18 @@ class LoadResult:
     @property
     def achieved_rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def summary(self, rate: float, target_p99_ms: float = 5) -> dict[str, Any]:
+        """What the benchmark JSON records for one run."""
+        return {
+            "requests_per_second": rate,
+            "achieved_per_second": round(self.achieved_rate),
+            "requests": len(self.latencies),
+            "errors": self.errors,
+            "p50_ms": self.pct(0.5),
+            "p99_ms": self.pct(0.99),
+            "target_p99_ms": target_p99_ms,
+        }
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:

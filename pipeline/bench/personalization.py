@@ -101,18 +101,7 @@ def run_personalization_bench(
             time.sleep(2 * workers)  # every process ready
             asyncio.run(open_loop("127.0.0.1", aport, paths, 200, 2, headers))  # warm up
             run = asyncio.run(open_loop("127.0.0.1", aport, paths, req_rate, 15, headers, 64))
-        result["decisions"].append(
-            {
-                "api_processes": workers,
-                "requests_per_second": req_rate,
-                "achieved_per_second": round(run.achieved_rate),
-                "requests": len(run.latencies),
-                "errors": run.errors,
-                "p50_ms": run.pct(0.5),
-                "p99_ms": run.pct(0.99),
-                "target_p99_ms": 5,
-            }
-        )
+        result["decisions"].append({"api_processes": workers, **run.summary(req_rate)})
     console.print(result["decisions"])
     with (
         crm_process(["worker", "--name", "fill"], None, logs / "bench-pers-worker.log", env=env),
