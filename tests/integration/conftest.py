@@ -112,3 +112,8 @@ def wait_for(fetch: Any, done: Any, timeout: float = 90.0, what: str = "conditio
         time.sleep(0.25)
     shown = last.text[:800] if isinstance(last, httpx.Response) else last
     raise AssertionError(f"{what} not met within {timeout}s; last value: {shown}")
+
+
+def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
+    """Poll ``check() -> (ok, last)`` until ok; the failure shows the last value."""
+    wait_for(check, lambda r: r[0], timeout, what or "condition")

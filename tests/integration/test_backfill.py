@@ -24,7 +24,7 @@ from pipeline.cli.processes import crm_process
 from pipeline.config import Settings
 from pipeline.kafka.inspect import end_offsets, group_lag
 from pipeline.kafka.producer import ConfirmedProducer
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_until
 from tests.integration.profiles import by_identifier, comparable, event_total, stored_profiles
 
 AGGREGATES = [
@@ -55,17 +55,6 @@ def crm(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 
 def aggregates(env: dict[str, str]) -> list[str]:
     return [crm(env, "sql", "--format", "csv", sql) for sql in AGGREGATES]
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        ok, last = check()
-        if ok:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout}s; last {last}")
 
 
 def archived(root: Path) -> int:
@@ -115,7 +104,7 @@ def test_backfill_equals_stream_is_idempotent_and_replay_adds_nothing(
                 ["sink", "archive", "--max-wait", "0.5"], None, logs / "archive.log", env=stream_env
             )
         )
-        wait_for(
+        wait_until(
             lambda: (
                 ((n := event_total(settings, settings.topic_prefix)) == total and (True, n))
                 or (False, n)
@@ -123,8 +112,8 @@ def test_backfill_equals_stream_is_idempotent_and_replay_adds_nothing(
             240,
             "every event in a Redis profile",
         )
-        wait_for(lambda: ((n := archived(archive)) == total, n), 120, "every event archived")
-        wait_for(
+        wait_until(lambda: ((n := archived(archive)) == total, n), 120, "every event archived")
+        wait_until(
             lambda: (
                 (
                     n := crm(stream_env, "sql", "--format", "csv", "SELECT count() FROM events")
@@ -166,7 +155,7 @@ def test_backfill_equals_stream_is_idempotent_and_replay_adds_nothing(
         routed_topic = settings.topic("events.by_customer")
         routed_before = sum(end_offsets(settings, routed_topic).values())
         crm(stream_env, "replay", "--archive", str(archive), "--rate", "20000")
-        wait_for(
+        wait_until(
             lambda: (
                 (n := sum(end_offsets(settings, routed_topic).values()) - routed_before) >= total,
                 n,
@@ -175,7 +164,7 @@ def test_backfill_equals_stream_is_idempotent_and_replay_adds_nothing(
             "every replayed event routed by the identity stage",
         )
         sink_group = f"{settings.topic_prefix}crm-clickhouse"
-        wait_for(
+        wait_until(
             lambda: ((n := group_lag(settings, sink_group, [routed_topic])) == 0, n),
             120,
             "ClickHouse sink caught up with the replay",

@@ -18,18 +18,7 @@ from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.sinks.clickhouse.access import query as open_query
 from pipeline.sinks.clickhouse.client import QUERIES
 from pipeline.sources.simulator import Simulator
-from tests.integration.conftest import free_port
-
-
-def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        ok, last = check()
-        if ok:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout}s; last: {last}")
+from tests.integration.conftest import free_port, wait_until
 
 
 def scalar(s: Settings, sql: str) -> Any:
