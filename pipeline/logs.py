@@ -13,6 +13,10 @@ from pipeline.config import Settings
 def configure(settings: Settings) -> None:
     level = getattr(logging, settings.log_level)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    # Libraries log per message at DEBUG (Faust's Topic.send builds a record for every
+    # send): below INFO only when asked for explicitly, never on the hot path by accident.
+    for noisy in ("faust", "aiokafka", "mode", "kafka"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 from pipeline.errors import TransientError
-from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
 from pipeline.sinks.base import Sink
 
 T = TypeVar("T")
@@ -20,13 +20,15 @@ class ListProducer(ConfirmedProducer):
         self.records: list[Record] = []
         self.fail = fail
 
-    def send(self, records: Sequence[Record]) -> Future[int]:
-        future: Future[int] = Future()
+    def send(
+        self, records: Sequence[Record], track: frozenset[str] = frozenset()
+    ) -> Future[Positions]:
+        future: Future[Positions] = Future()
         if self.fail:
             future.set_exception(TransientError("kafka: broker unreachable (test)"))
         else:
             self.records.extend(records)
-            future.set_result(0)
+            future.set_result({})
         return future
 
     def close(self, timeout: float = 10.0) -> int:
@@ -54,15 +56,25 @@ class ListSink(Sink[T]):
 
 
 class Outbox:
-    """A ``send`` function for stages that records what they send."""
+    """Stage outputs kept in a list (the ``Outputs`` interface of the stream stages)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.confirmed = 0
 
-    async def __call__(
-        self, topic: str, key: bytes | None, value: bytes, headers: object = None
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
         self.sent.append((topic, key, value))
+
+    async def confirm(self) -> Positions:
+        self.confirmed = len(self.sent)
+        return {}
 
     def take(self) -> list[tuple[str, bytes | None, bytes | None]]:
         out, self.sent = self.sent, []

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +38,45 @@ def _pct(values: list[float], q: float) -> float:
     )
 
 
-def _fresh(settings: Settings) -> tuple[Settings, dict[str, str]]:
+def _fresh(settings: Settings, partitions: int | None = None) -> tuple[Settings, dict[str, str]]:
     tag = f"bench{uuid.uuid4().hex[:6]}."
+    n = partitions or settings.topic_partitions
     s = settings.model_copy(
-        update={"topic_prefix": tag, "redis_prefix": tag, "worker_id": tag.rstrip(".")}
+        update={
+            "topic_prefix": tag,
+            "redis_prefix": tag,
+            "worker_id": tag.rstrip("."),
+            "topic_partitions": n,
+        }
     )
     ensure_topics(s)
     env = {
         "CRM_TOPIC_PREFIX": tag,
         "CRM_REDIS_PREFIX": tag,
         "CRM_WORKER_ID": s.worker_id,
+        "CRM_TOPIC_PARTITIONS": str(n),
         "CRM_LOG_LEVEL": "WARNING",
     }
     return s, env
 
 
-def worker_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, Any]:
-    s, env = _fresh(settings)
-    records = simulated_records(s, customers=2000, touches=touches)
+def worker_throughput(
+    settings: Settings,
+    logs: Path,
+    touches: int,
+    workers: int = 1,
+    partitions: int | None = None,
+    customers: int = 2000,
+) -> dict[str, Any]:
+    """Events/s of ``workers`` processes draining a preloaded topic into Redis."""
+    s, env = _fresh(settings, partitions)
+    records = simulated_records(s, customers=customers, touches=touches)
     preload(s, records)
     topics = [s.topic("events"), s.topic("events.by_customer")]
-    with crm_process(["worker", "--name", "bench"], None, logs / "bench-worker.log", env=env):
+    with ExitStack() as stack:
+        for i in range(workers):
+            log = logs / f"bench-worker-{i}.log"
+            stack.enter_context(crm_process(["worker", "--name", f"bench{i}"], None, log, env=env))
         start_lag = group_lag(s, s.worker_id, topics[:1])
         started = None
         while True:
@@ -68,16 +88,28 @@ def worker_throughput(settings: Settings, logs: Path, touches: int) -> dict[str,
             time.sleep(0.2)
         elapsed = time.monotonic() - started
     return {
+        "workers": workers,
+        "partitions": s.topic_partitions,
         "events": len(records),
         "seconds": round(elapsed, 2),
         "events_per_second": round(len(records) / elapsed),
-        "target": 20000,
+        "target": 10000 if workers == 1 else None,
+        "aim": 20000 if workers == 1 else None,
     }
+
+
+def scaling(settings: Settings, logs: Path, touches: int) -> list[dict[str, Any]]:
+    """The scaling table: 1 and 2 worker processes, 6 and 12 partitions."""
+    return [
+        worker_throughput(settings, logs, touches, workers=w, partitions=p)
+        for p in (6, 12)
+        for w in (1, 2)
+    ]
 
 
 async def _freshness(
     base: str, key: str, s: Settings, rate: float, seconds: float
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], float]:
     """Probe events for new customers amid background traffic: ack -> Redis, ack -> ClickHouse."""
     r = redis.asyncio.Redis.from_url(s.redis_url)
     sql = httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.sql_port}", timeout=10)
@@ -126,7 +158,8 @@ async def _freshness(
         await asyncio.gather(background, *probes)
     await r.aclose()
     await sql.aclose()
-    return delays, ch_delays
+    stats = background.result()
+    return delays, ch_delays, round(stats.accepted / max(stats.seconds, 1e-9))
 
 
 def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict[str, Any]:
@@ -134,23 +167,37 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
     logs.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"worker_throughput": worker_throughput(settings, logs, touches)}
     console.print(result)
+    if os.environ.get("CRM_BENCH_SCALING", "1") == "1":
+        result["scaling"] = scaling(settings, logs, touches)
+        console.print(result["scaling"])
+    # Freshness runs with as many worker processes as the load needs (one per core here).
+    workers = int(os.environ.get("CRM_BENCH_WORKERS", "2"))
+    seconds = float(os.environ.get("CRM_BENCH_SECONDS", "60"))
     s, env = _fresh(settings)
     ch = f"chdb://{settings.data_dir / 'bench-clickhouse' / s.topic_prefix.rstrip('.')}"
     s = s.model_copy(update={"clickhouse_url": ch, "sql_port": settings.sql_port + 13})
     env = {**env, "CRM_CLICKHOUSE_URL": ch, "CRM_SQL_PORT": str(s.sql_port)}
     cport, aport = settings.collector_port + 19, settings.api_port + 19
     key = sorted(settings.write_key_set)[0]
-    with (
-        crm_process(["worker", "--name", "fresh"], None, logs / "bench-worker2.log", env=env),
-        http_service("collector", cport, logs / "bench-collector2.log", env),
-        http_service("api", aport, logs / "bench-api.log", env),
-        crm_process(["sink", "clickhouse"], None, logs / "bench-sink2.log", env=env),
-    ):
-        time.sleep(8)  # let the worker join its group before measuring
+    with ExitStack() as stack:
+        for i in range(workers):
+            log = logs / f"bench-fresh-worker-{i}.log"
+            stack.enter_context(crm_process(["worker", "--name", f"fresh{i}"], None, log, env=env))
+        stack.enter_context(http_service("collector", cport, logs / "bench-collector2.log", env))
+        stack.enter_context(http_service("api", aport, logs / "bench-api.log", env))
+        stack.enter_context(
+            crm_process(["sink", "clickhouse"], None, logs / "bench-sink2.log", env=env)
+        )
+        time.sleep(8 + 4 * workers)  # let the workers join their group before measuring
         rate = 5000.0
-        delays, ch_delays = asyncio.run(_freshness(f"http://127.0.0.1:{cport}", key, s, rate, 20))
+        delays, ch_delays, achieved = asyncio.run(
+            _freshness(f"http://127.0.0.1:{cport}", key, s, rate, seconds)
+        )
         result["freshness"] = {
+            "worker_processes": workers,
+            "seconds": seconds,
             "background_events_per_second": rate,
+            "achieved_events_per_second": achieved,
             "probes": len(delays),
             "p50_ms": _pct(delays, 0.5),
             "p99_ms": _pct(delays, 0.99),

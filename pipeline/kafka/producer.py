@@ -23,29 +23,38 @@ from pipeline.errors import TransientError
 class Record(NamedTuple):
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes  # a tombstone (None) is queued by the stream stages' Outputs only
     headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None  # None: by key, with Kafka's (Java) murmur2 partitioner
+
+
+Positions = dict[tuple[str, int], int]  # (topic, partition) -> highest offset written
 
 
 class _Batch:
     """Counts delivery reports of one send; resolves once all arrived."""
 
-    __slots__ = ("error", "future", "remaining")
+    __slots__ = ("error", "future", "positions", "remaining", "track")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, track: frozenset[str] = frozenset()) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self.future: Future[int] = Future()
+        self.future: Future[Positions] = Future()
+        self.track = track  # topics whose written offsets the caller wants back
+        self.positions: Positions = {}
         if count == 0:
-            self.future.set_result(0)
+            self.future.set_result(self.positions)
 
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None and self.error is None:
             self.error = err
+        elif err is None and self.track and msg.topic() in self.track:
+            tp = (msg.topic() or "", msg.partition() or 0)
+            self.positions[tp] = max(self.positions.get(tp, -1), msg.offset() or 0)
         self.remaining -= 1
         if self.remaining == 0:
             if self.error is None:
-                self.future.set_result(0)
+                self.future.set_result(self.positions)
             else:
                 self.future.set_exception(TransientError(f"kafka: {self.error.str()}"))
 
@@ -66,6 +75,10 @@ class ConfirmedProducer:
             "queue.buffering.max.messages": 500_000,
             "message.timeout.ms": ack_timeout_ms,
             "socket.connection.setup.timeout.ms": max(1000, ack_timeout_ms),
+            # Java's (and aiokafka's) partitioner: a key lands on the same partition
+            # whichever client wrote it, so Faust's table changelogs, our records on
+            # events.by_customer and the CLI's Forget records stay co-partitioned.
+            "partitioner": "murmur2_random",
         }
         conf.update(extra or {})
         self._producer = Producer(conf)
@@ -78,9 +91,14 @@ class ConfirmedProducer:
         while not self._closed.is_set():
             self._producer.poll(0.05)
 
-    def send(self, records: Sequence[Record]) -> Future[int]:
-        """Queue records; the future completes when all are acknowledged or one failed."""
-        batch = _Batch(len(records))
+    def send(
+        self, records: Sequence[Record], track: frozenset[str] = frozenset()
+    ) -> Future[Positions]:
+        """Queue records; the future completes when all are acknowledged or one failed.
+
+        Its result holds the highest offset written per partition of the ``track`` topics.
+        """
+        batch = _Batch(len(records), track)
         deadline = time.monotonic() + self._ack_timeout
         for i, rec in enumerate(records):
             while True:
@@ -89,6 +107,7 @@ class ConfirmedProducer:
                         rec.topic,
                         rec.value,
                         rec.key,
+                        partition=-1 if rec.partition is None else rec.partition,
                         headers=rec.headers,  # type: ignore[arg-type]
                         on_delivery=batch.on_delivery,
                     )
@@ -102,9 +121,11 @@ class ConfirmedProducer:
                     time.sleep(0.005)
         return batch.future
 
-    async def send_async(self, records: Sequence[Record]) -> None:
+    async def send_async(
+        self, records: Sequence[Record], track: frozenset[str] = frozenset()
+    ) -> Positions:
         """Await acknowledgement of all records; raise TransientError if any was not stored."""
-        await asyncio.wrap_future(self.send(records))
+        return await asyncio.wrap_future(self.send(records, track))
 
     def send_sync(self, records: Sequence[Record], timeout: float | None = None) -> None:
         self.send(records).result(timeout=timeout or self._ack_timeout + 5)

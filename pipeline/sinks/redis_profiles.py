@@ -74,7 +74,9 @@ def public_json(profile: Profile) -> bytes:
     audience = profile.audience
     if audience is not None and audience.changes:
         audience = msgspec.structs.replace(audience, changes=[])
-    return _encoder.encode(msgspec.structs.replace(profile, seen={}, audience=audience))
+    return _encoder.encode(
+        msgspec.structs.replace(profile, seen={}, seen_days=[], audience=audience)
+    )
 
 
 Args = list[int | str | bytes]

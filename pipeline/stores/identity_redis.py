@@ -21,6 +21,7 @@ Keys (under the configured prefix):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,15 @@ from pipeline.transforms.identity import Decision, Ident, Rules, decide
 
 SEP = "\x1f"
 ASSIGNMENT_TTL_S = 30 * 24 * 3600
+CONCURRENT_DECISIONS = 16  # graph transactions in flight per batch (Redis connections)
+# One command for a whole batch's assignments: redis-py packs a command in Python, so a
+# pipeline of one SET per event costs more than the resolution itself.
+ASSIGN_ALL = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1], 'NX')
+end
+return #KEYS
+"""
 
 
 @dataclass
@@ -46,6 +56,7 @@ class RedisIdentityGraph:
         self.r = client
         self.prefix = prefix
         self.rules = rules
+        self._assign_all = client.register_script(ASSIGN_ALL)
 
     def id_key(self, ident: Ident) -> str:
         return f"{self.prefix}id:{ident[0]}:{ident[1]}"
@@ -76,8 +87,9 @@ class RedisIdentityGraph:
         replay_merges = values[n : 2 * n]
         owners = dict(zip(id_keys, values[2 * n :], strict=True))
         touched: set[str] = set()
-        out: list[Resolution] = []
-        for (eid, identities), ids, prior, merged in zip(
+        out: list[Resolution | None] = []
+        slow: list[tuple[int, list[str]]] = []  # (position, identifier keys)
+        for (_eid, _identities), ids, prior, merged in zip(
             items, usable, assigned, replay_merges, strict=True
         ):
             if prior is not None:
@@ -95,15 +107,36 @@ class RedisIdentityGraph:
                 owner = found.pop()
                 out.append(Resolution(_s(owner) if owner else None))
                 continue
-            decision = await self.resolve_one(identities, eid)
             touched.update(id_keys_here)
-            out.append(Resolution(decision.customer_id, decision))
-        pipe = self.r.pipeline(transaction=False)
-        for (eid, _), res in zip(items, out, strict=True):
-            if res.customer_id and not res.replayed:
-                pipe.set(self.evt_key(eid), res.customer_id, ex=ASSIGNMENT_TTL_S, nx=True)
-        await pipe.execute()
-        return out
+            slow.append((len(out), id_keys_here))
+            out.append(None)
+
+        lanes = asyncio.Semaphore(CONCURRENT_DECISIONS)
+
+        async def in_order(positions: list[int]) -> None:
+            async with lanes:
+                for pos in positions:
+                    eid, identities = items[pos]
+                    decision = await self.resolve_one(identities, eid)
+                    out[pos] = Resolution(decision.customer_id, decision)
+
+        # Decisions that share no identifier run concurrently (each is its own optimistic
+        # transaction, so a clash on a customer's member set just retries); those that
+        # share one keep their order. The batch then waits for Redis about as many round
+        # trips as its longest chain, not as its number of new identifiers.
+        await asyncio.gather(*(in_order(group) for group in _chains(slow)))
+        resolved = [r for r in out if r is not None]
+        assert len(resolved) == len(out)
+        fresh = [
+            (self.evt_key(eid), res.customer_id)
+            for (eid, _), res in zip(items, resolved, strict=True)
+            if res.customer_id and not res.replayed
+        ]
+        if fresh:
+            await self._assign_all(
+                keys=[k for k, _ in fresh], args=[ASSIGNMENT_TTL_S, *(c for _, c in fresh)]
+            )
+        return resolved
 
     async def resolve_one(
         self, identities: Mapping[str, str], event_id: str = "", attempts: int = 50
@@ -177,6 +210,26 @@ class RedisIdentityGraph:
                 return customer_id
             customer_id = _s(nxt)
         return customer_id
+
+
+def _chains(slow: list[tuple[int, list[str]]]) -> list[list[int]]:
+    """Group positions whose identifier keys overlap (transitively), each group in order."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for _pos, keys in slow:
+        for k in keys[1:]:
+            parent[find(k)] = find(keys[0])
+    groups: dict[str, list[int]] = {}
+    for pos, keys in slow:
+        root = find(keys[0]) if keys else f"#{pos}"
+        groups.setdefault(root, []).append(pos)
+    return list(groups.values())
 
 
 def _s(value: bytes | str) -> str:

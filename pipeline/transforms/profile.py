@@ -146,6 +146,9 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     affinity: dict[str, Touch] = {}  # "category:shoes", "brand:Ecco" -> evidence over time
     preferences: dict[str, Lww] = {}  # stated in the preference centre; always win
     audience: Audience | None = None  # derived; merge_into leaves it alone
+    # Event-time days (ms // DAY) with a dedupe bucket in the stream worker's state; the
+    # worker keeps ``seen`` there, not here. Bookkeeping, not algebra: merge_into ignores it.
+    seen_days: list[int] = []
 
 
 _encoder = msgspec.json.Encoder()

@@ -16,9 +16,10 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 from faust.streams import _current_event
-from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
 from pipeline.config import Settings
+from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.logs import get_logger
 from pipeline.models.host import ModelHost
 from pipeline.rules_file import ReloadingFile
@@ -29,16 +30,15 @@ from pipeline.transforms.audience import AudienceRules
 from pipeline.transforms.identity import load_rules
 from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.segments import load_segments
+from pipeline.worker.outputs import KafkaOutputs
 from pipeline.worker.records import Tick, encoder
 from pipeline.worker.stages import IdentityStage, ProfileStage
+from pipeline.worker.state import TableState
 
 log = get_logger("worker")
 
 
 def create_app(settings: Settings) -> faust.App:
-    # Faust forces a producer flush (and logs a warning) every 100 buffered sends;
-    # our batches send thousands, so let librdkafka-style batching do its job.
-    ProducerBuffer.max_messages = 20_000
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -71,24 +71,24 @@ def create_app(settings: Settings) -> faust.App:
         key_type=bytes,
         value_type=bytes,
     )
-    topics = {
-        settings.topic("events.by_customer"): by_customer,
-        settings.topic("identity.merges"): app.topic(settings.topic("identity.merges"), **raw),
-        settings.topic("events.dlq"): app.topic(settings.topic("events.dlq"), **raw),
-        settings.topic("profiles"): app.topic(settings.topic("profiles"), **raw),
-        settings.topic("segments.changes"): app.topic(settings.topic("segments.changes"), **raw),
-    }
-
-    async def send(
-        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
-    ) -> None:
-        await topics[topic].send(key=key, value=value, headers=headers)
+    # Every record a stage writes (routed events, merge log, dead letters, snapshots,
+    # audience changes, the profile table's changelog) goes through one librdkafka
+    # producer; each agent confirms its own outputs before acknowledging its input.
+    producer = ConfirmedProducer(
+        settings.kafka_bootstrap,
+        ack_timeout_ms=30_000,
+        extra={"linger.ms": 2, "compression.type": "none"},
+    )
+    changelog = profiles.changelog_topic.get_topic_name()
+    identity_out = KafkaOutputs(producer)
+    profile_out = KafkaOutputs(producer, track=frozenset({changelog}))
+    timer_out = KafkaOutputs(producer)
 
     redis = aioredis.Redis.from_url(settings.redis_url)
     rules = load_rules(settings.identity_rules)
     identity_stage = IdentityStage(
         RedisIdentityGraph(redis, settings.redis_prefix, rules),
-        send,
+        identity_out,
         by_customer=settings.topic("events.by_customer"),
         merges=settings.topic("identity.merges"),
         dlq=settings.topic("events.dlq"),
@@ -103,11 +103,10 @@ def create_app(settings: Settings) -> faust.App:
     # loyalty accrual is read at start only, so points never depend on when a file changed.
     segments = ReloadingFile(settings.segments_rules, load_segments, settings.rules_reload_s)
     profile_stage = ProfileStage(
-        profiles,
+        TableState(lambda: profiles.data, changelog, profile_out, bind),
         RedisProfileSink(redis, settings.redis_prefix),
-        send,
+        profile_out,
         by_customer=settings.topic("events.by_customer"),
-        bind=bind,
         snapshots=settings.topic("profiles"),
         scorer=models.scorer,
         audience=AudienceRules(
@@ -122,6 +121,7 @@ def create_app(settings: Settings) -> faust.App:
     async def identity(stream: Any) -> None:
         async for batch in stream.noack_take(settings.worker_batch, within=within):
             await identity_stage.process([e.value for e in batch])
+            await identity_out.confirm()
             for event in batch:
                 await stream.ack(event)
 
@@ -132,6 +132,11 @@ def create_app(settings: Settings) -> faust.App:
                 bind(event)  # reads of the table also consult the current event
                 await profile_stage.handle(event.value, event)
             await profile_stage.flush()
+            written = await profile_out.confirm()
+            for (topic, partition), offset in written.items():
+                # What Faust's own changelog callback records: recovery after a
+                # restart reads the changelog from here, not from the start.
+                profiles.data.set_persisted_offset(TP(topic, partition), offset)  # type: ignore[attr-defined]
             for event in batch:
                 await stream.ack(event)
             models.processed(batch)
@@ -143,9 +148,12 @@ def create_app(settings: Settings) -> faust.App:
         if now <= 0:
             return
         for cid in await timers.claim_due(now):
-            await by_customer.send(
-                key=cid.encode(), value=encoder.encode(Tick(customer_id=cid, at=now))
+            timer_out.send(
+                settings.topic("events.by_customer"),
+                cid.encode(),
+                encoder.encode(Tick(customer_id=cid, at=now)),
             )
+        await timer_out.confirm()
 
     @app.timer(interval=settings.rules_reload_s)
     async def reload_segments() -> None:

@@ -17,7 +17,7 @@ re-sends its merge commands, and is dropped there as a duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from pipeline.transforms.identity import Decision
 from pipeline.transforms.profile import Change, Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
+from pipeline.worker.outputs import Outputs
 from pipeline.worker.records import (
     Absorb,
     Forget,
@@ -47,18 +48,28 @@ from pipeline.worker.records import (
     routed_decoder,
 )
 from pipeline.worker.snapshot import snapshot_encoder, summarise
+from pipeline.worker.state import (
+    DAY_MS,
+    KeyState,
+    MappingState,
+    decode_ids,
+    encode_ids,
+    profile_key,
+    seen_key,
+)
 
 CLOCK_LEAD_MS = 5 * 60 * 1000  # an event stamped further ahead of the wall clock cannot
 # drag the event-time clock (segment timers) into the future
-Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None], Awaitable[None]]
+DEDUPE_DAYS = 30  # event-time days of event ids kept per customer for deduplication
+MAX_SEEN_DAYS = 32  # buckets beyond this are pruned to the DEDUPE_DAYS before the newest
 _event_decoder = msgspec.json.Decoder(Event)
 
 
 class IdentityStage:
     def __init__(
-        self, graph: RedisIdentityGraph, send: Send, *, by_customer: str, merges: str, dlq: str
+        self, graph: RedisIdentityGraph, out: Outputs, *, by_customer: str, merges: str, dlq: str
     ) -> None:
-        self.graph, self.send = graph, send
+        self.graph, self.out = graph, out
         self.by_customer, self.merges, self.dlq = by_customer, merges, dlq
 
     async def process(self, values: list[bytes]) -> None:
@@ -67,16 +78,14 @@ class IdentityStage:
             try:
                 events.append(_event_decoder.decode(raw))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self._dead_letter(
-                    raw, f"undecodable event on the events topic: {exc}", "schema"
-                )
+                self._dead_letter(raw, f"undecodable event on the events topic: {exc}", "schema")
         resolutions = await self.graph.resolve_batch(
             [(e.message_id or "", e.identities) for e in events]
         )
         now = datetime.now(UTC).isoformat()
         for event, res in zip(events, resolutions, strict=True):
             if res.customer_id is None:
-                await self._dead_letter(
+                self._dead_letter(
                     encoder.encode(event), "no usable identifier (all blocked)", "identity"
                 )
                 continue
@@ -90,23 +99,22 @@ class IdentityStage:
                             k: v for k, v in event.identities.items() if f"{k}:{v}" not in dropped
                         },
                     )
-                await self._log(d, event.message_id or "", now)
+                self._log(d, event.message_id or "", now)
             cid = res.customer_id
-            await self.send(
+            self.out.send(
                 self.by_customer,
                 cid.encode(),
                 encoder.encode(RoutedEvent(customer_id=cid, event=event)),
-                None,
             )
             # On replay the merges come from Redis: the first attempt may have died
             # after changing the graph and before its merge commands reached Kafka.
             absorbed_ids = [m for m, _ in d.merges] if d is not None else res.replayed_merges
             for absorbed in absorbed_ids:
                 cmd = MergeCommand(customer_id=absorbed, survivor=cid, merge_id=f"{absorbed}>{cid}")
-                await self.send(self.by_customer, absorbed.encode(), encoder.encode(cmd), None)
+                self.out.send(self.by_customer, absorbed.encode(), encoder.encode(cmd))
         EVENTS_OUT.labels("by_customer").inc(len(events))
 
-    async def _log(self, d: Decision, event_id: str, now: str) -> None:
+    def _log(self, d: Decision, event_id: str, now: str) -> None:
         assert d.customer_id
         cid = d.customer_id
 
@@ -131,9 +139,9 @@ class IdentityStage:
         ]
         lines += [line("dropped", identifier=list(i), reason=why) for i, why in d.dropped]
         for entry in lines:
-            await self.send(self.merges, cid.encode(), encoder.encode(entry), None)
+            self.out.send(self.merges, cid.encode(), encoder.encode(entry))
 
-    async def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
+    def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
         letter = DeadLetter(
             original=raw,
             error_type=kind,
@@ -142,48 +150,71 @@ class IdentityStage:
             received_at=datetime.now(UTC),
         )
         DEAD_LETTERED.labels(kind).inc()
-        await self.send(self.dlq, None, letter.value, letter.headers())
+        self.out.send(self.dlq, None, letter.value, letter.headers())
 
 
 class ProfileStage:
-    """Folds routed records into the profile table, one read and one write per customer per batch.
+    """Folds routed records into the profile state, one read and one write per customer per batch.
 
-    ``bind(token)`` is called before each table write with the token of the last
-    record that touched that customer; the Faust app uses it to set the current
-    event, which decides the changelog partition of the write.
+    ``token`` is the Kafka message a record came from (None in unit tests): state
+    writes go to its partition. Event ids already folded live in per-day buckets
+    beside the profile (see ``pipeline.worker.state``), so the cost of a touch does
+    not grow with the customer's history.
     """
 
     def __init__(
         self,
-        table: MutableMapping[bytes, bytes],
+        table: KeyState | MutableMapping[bytes, bytes],
         sink: Sink[Profile],
-        send: Send,
+        out: Outputs,
         *,
         by_customer: str,
-        bind: Callable[[Any], None] | None = None,
         snapshots: str | None = None,
         scorer: Scorer | None = None,
         audience: AudienceRules | None = None,
         changes: str | None = None,
     ) -> None:
-        self.table, self.sink, self.send, self.by_customer = table, sink, send, by_customer
+        self.state: KeyState = MappingState(table) if isinstance(table, MutableMapping) else table
+        self.sink, self.out, self.by_customer = sink, out, by_customer
         self.snapshots = snapshots  # topic for profile summaries (ClickHouse), if any
-        self.bind = bind or (lambda _token: None)
         self.scorer = scorer  # models: learn from folded events, score changed profiles
         self.audience = audience  # ladder, tiers and segments, re-derived on every change
         self.changes = changes  # topic for audience transitions
         self.clock = 0  # event-time watermark: newest event time this stage folded
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
+        self._buckets: dict[tuple[str, int], set[str]] = {}
+        self._new_ids: dict[str, set[int]] = {}  # customer -> days whose bucket grew
+        self._changed: set[str] = set()  # customers whose content changed in this batch
         self._replayed: set[str] = set()  # customers that saw a duplicate in this batch
         self._ticks: dict[str, int] = {}
         self._left: dict[str, Profile] = {}  # forgotten customers, for their segment exits
 
     def _get(self, cid: str) -> Profile | None:
         if cid not in self._cache:
-            raw = self.table.get(cid.encode())
-            self._cache[cid] = decode_profile(raw) if raw else None
+            raw = self.state.get(profile_key(cid))
+            profile = self._cache[cid] = decode_profile(raw) if raw else None
+            if profile is not None and profile.seen:  # stored before ids moved to buckets
+                for eid, t in profile.seen.items():
+                    self._bucket(cid, t // DAY_MS).add(eid)
+                    self._new_ids.setdefault(cid, set()).add(t // DAY_MS)
         return self._cache[cid]
+
+    def _bucket(self, cid: str, day: int) -> set[str]:
+        ids = self._buckets.get((cid, day))
+        if ids is None:
+            ids = self._buckets[(cid, day)] = decode_ids(self.state.get(seen_key(cid, day)))
+        return ids
+
+    def _seen(self, cid: str, event: Event) -> bool:
+        eid = event.message_id
+        return bool(eid) and eid in self._bucket(cid, event_time_ms(event) // DAY_MS)
+
+    def _remember(self, cid: str, event: Event) -> None:
+        if event.message_id:
+            day = event_time_ms(event) // DAY_MS
+            self._bucket(cid, day).add(event.message_id)
+            self._new_ids.setdefault(cid, set()).add(day)
 
     def _put(self, profile: Profile, token: Any) -> None:
         self._cache[profile.customer_id] = profile
@@ -192,45 +223,76 @@ class ProfileStage:
     async def handle(self, raw: bytes, token: Any = None) -> None:
         rec = routed_decoder.decode(raw)
         if isinstance(rec, RoutedEvent):
-            await self._event(rec, token)
+            self._event(rec, token)
         elif isinstance(rec, MergeCommand):
-            await self._merge(rec, token)
+            self._merge(rec, token)
         elif isinstance(rec, Forget):
             self._forget(rec.customer_id, token)
         elif isinstance(rec, Tick):
             self._tick(rec, token)
-        else:
-            await self._absorb(rec, token)
+        elif isinstance(rec, Absorb):
+            self._absorb(rec, token)
+        else:  # pragma: no cover - the decoder only yields the union's members
+            raise TypeError(f"unknown routed record {type(rec).__name__}")
 
     async def flush(self) -> None:
-        """Write every changed profile to the table and the sink, then flush the sink."""
+        """Write every changed profile (buckets first) to the state and the sink."""
         for cid, token in self._dirty.items():
             profile = self._cache[cid]
-            self.bind(token)
             if profile is None:  # forgotten
-                self.table.pop(cid.encode(), None)
-                self.sink.add(Profile(customer_id=cid, merged_into=FORGOTTEN))
-                if self.snapshots:
-                    await self.send(self.snapshots, cid.encode(), None, None)  # tombstone
-                left = self._left.get(cid)
-                if left is not None:
-                    await self._emit(cid, leave(left, self._now(left), "forgotten"))
+                self._erase(cid, token)
                 continue
-            if self.scorer is not None and not profile.merged_into:
+            self._write_buckets(profile, token)
+            if (
+                self.scorer is not None
+                and not profile.merged_into
+                and (cid in self._changed or cid not in self._replayed)
+            ):
                 self.scorer.score(profile)
             changes = self._derive(profile)
-            self.table[cid.encode()] = encode_profile(profile)
+            stored = msgspec.structs.replace(profile, seen={}) if profile.seen else profile
+            self.state.put(profile_key(cid), encode_profile(stored), token)
             self.sink.add(profile)
             if self.snapshots:
                 summary = snapshot_encoder.encode(summarise(profile))
-                await self.send(self.snapshots, cid.encode(), summary, None)
-            await self._emit(cid, changes)
+                self.out.send(self.snapshots, cid.encode(), summary)
+            self._emit(cid, changes)
         self._dirty.clear()
         self._cache.clear()
+        self._buckets.clear()
+        self._new_ids.clear()
+        self._changed.clear()
         self._replayed.clear()
         self._ticks.clear()
         self._left.clear()
         await self.sink.flush()
+
+    def _write_buckets(self, profile: Profile, token: Any) -> None:
+        cid = profile.customer_id
+        grown = self._new_ids.get(cid)
+        if not grown:
+            return
+        days = sorted({*profile.seen_days, *grown})
+        if len(days) > MAX_SEEN_DAYS:  # prune like the old window: keep DEDUPE_DAYS of days
+            keep = [d for d in days if d >= days[-1] - DEDUPE_DAYS]
+            for day in set(days) - set(keep):
+                self.state.delete(seen_key(cid, day), token)
+                grown.discard(day)
+            days = keep
+        for day in sorted(grown):
+            self.state.put(seen_key(cid, day), encode_ids(self._bucket(cid, day)), token)
+        profile.seen_days = days
+
+    def _erase(self, cid: str, token: Any) -> None:
+        left = self._left.get(cid)
+        for day in left.seen_days if left is not None else []:
+            self.state.delete(seen_key(cid, day), token)
+        self.state.delete(profile_key(cid), token)
+        self.sink.add(Profile(customer_id=cid, merged_into=FORGOTTEN))
+        if self.snapshots:
+            self.out.send(self.snapshots, cid.encode(), None)  # tombstone
+        if left is not None and left.audience is not None:
+            self._emit(cid, leave(left, self._now(left), "forgotten"))
 
     def _now(self, p: Profile) -> int:
         return max(self.clock, self._ticks.get(p.customer_id, 0), p.last_seen or 0)
@@ -249,62 +311,75 @@ class ProfileStage:
             changes = p.audience.changes
         return changes
 
-    async def _emit(self, cid: str, changes: list[Change]) -> None:
+    def _emit(self, cid: str, changes: list[Change]) -> None:
         if not self.changes or not changes:
             return
         for change in changes:
-            await self.send(self.changes, cid.encode(), encoder.encode(change), None)
+            self.out.send(self.changes, cid.encode(), encoder.encode(change))
         SEGMENT_CHANGES.inc(len(changes))
 
     async def process(self, values: list[bytes]) -> None:
         for raw in values:
             await self.handle(raw)
         await self.flush()
+        await self.out.confirm()
 
-    async def _forward(self, key: str, record: RoutedEvent | Absorb) -> None:
-        await self.send(self.by_customer, key.encode(), encoder.encode(record), None)
+    def _forward(self, key: str, record: RoutedEvent | Absorb) -> None:
+        self.out.send(self.by_customer, key.encode(), encoder.encode(record))
 
-    async def _event(self, rec: RoutedEvent, token: Any) -> None:
-        current = self._get(rec.customer_id)
+    def _event(self, rec: RoutedEvent, token: Any) -> None:
+        cid = rec.customer_id
+        current = self._get(cid)
         if current is not None and current.merged_into:
-            if rec.event.message_id and rec.event.message_id in current.seen:
+            if self._seen(cid, rec.event):
                 # Already in the content this tombstone ships to the survivor (a replay
                 # after a crash): forwarding it as well would count it twice there.
                 return
-            await self._forward(
+            self._forward(
                 current.merged_into,
                 RoutedEvent(customer_id=current.merged_into, event=rec.event, forwarded=True),
             )
             return
-        profile = current or Profile(customer_id=rec.customer_id)
+        profile = current or Profile(customer_id=cid)
         t = event_time_ms(rec.event)
         if t > self.clock:
             self.clock = min(t, int(datetime.now(UTC).timestamp() * 1000) + CLOCK_LEAD_MS)
         rules = self.audience.loyalty.rules if self.audience is not None else DEFAULT_RULES
-        if fold_into(profile, rec.event, rules):
+        if not self._seen(cid, rec.event) and fold_into(profile, rec.event, rules):
+            self._remember(cid, rec.event)
+            self._changed.add(cid)
             if self.scorer is not None:
                 self.scorer.observe(profile, rec.event)
         else:
-            self._replayed.add(rec.customer_id)
+            self._replayed.add(cid)
         # Put even a duplicate's unchanged profile: on a replay the previous attempt's
         # Redis write may be the part that was lost; the version guard drops it otherwise.
         self._put(profile, token)
 
-    async def _merge(self, rec: MergeCommand, token: Any) -> None:
+    def _merge(self, rec: MergeCommand, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
-        content = msgspec.structs.replace(current, merged_into=None)
+        # The survivor inherits the absorbed customer's event ids: a very late copy of one
+        # of them (its identity assignment expired) then reaches the survivor as a duplicate.
+        seen = {
+            eid: day * DAY_MS
+            for day in {*current.seen_days, *self._new_ids.get(rec.customer_id, ())}
+            for eid in self._bucket(rec.customer_id, day)
+        }
+        content = msgspec.structs.replace(current, merged_into=None, seen=seen, seen_days=[])
         absorb = Absorb(
             customer_id=rec.survivor,
             absorbed=rec.customer_id,
             merge_id=rec.merge_id,
             profile=content,
         )
-        await self._forward(rec.survivor, absorb)
+        self._forward(rec.survivor, absorb)
         # The tombstone keeps the content so a replayed command can ship it again; it is
         # put again on a replay too, in case the previous attempt's Redis write was lost.
         replayed = current.merged_into == rec.survivor
         if replayed:
             self._replayed.add(rec.customer_id)
+        else:
+            self._changed.add(rec.customer_id)
         version = current.version if replayed else current.version + 1
         self._put(
             msgspec.structs.replace(current, merged_into=rec.survivor, version=version), token
@@ -312,7 +387,7 @@ class ProfileStage:
 
     def _forget(self, cid: str, token: Any) -> None:
         current = self._get(cid)
-        if current is not None and current.audience is not None:
+        if current is not None:
             self._left[cid] = current
         self._cache[cid] = None
         self._dirty[cid] = token
@@ -324,12 +399,13 @@ class ProfileStage:
             return  # gone or absorbed: the survivor has its own timers
         self._ticks[rec.customer_id] = max(self._ticks.get(rec.customer_id, 0), rec.at)
         self.clock = max(self.clock, rec.at)  # the shared clock can be ahead of this worker's
+        self._changed.add(rec.customer_id)  # time moved: scores and timed segments may too
         self._put(current, token)
 
-    async def _absorb(self, rec: Absorb, token: Any) -> None:
+    def _absorb(self, rec: Absorb, token: Any) -> None:
         current = self._get(rec.customer_id) or Profile(customer_id=rec.customer_id)
         if current.merged_into:
-            await self._forward(
+            self._forward(
                 current.merged_into, msgspec.structs.replace(rec, customer_id=current.merged_into)
             )
             return
@@ -338,6 +414,10 @@ class ProfileStage:
             self._put(current, token)  # replayed: re-emit, the earlier sink write may be lost
             return
         merge_into(current, msgspec.structs.replace(rec.profile, customer_id=rec.customer_id))
+        for eid, t in rec.profile.seen.items():
+            self._bucket(rec.customer_id, t // DAY_MS).add(eid)
+            self._new_ids.setdefault(rec.customer_id, set()).add(t // DAY_MS)
         current.merges = sorted({*current.merges, rec.merge_id})
         current.version += 1
+        self._changed.add(rec.customer_id)
         self._put(current, token)

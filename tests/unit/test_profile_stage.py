@@ -1,7 +1,7 @@
 """The profile stage's merge protocol, with an in-memory table and sinks."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -10,6 +10,7 @@ from pipeline.testing import ListSink, Outbox
 from pipeline.transforms.profile import Profile, decode
 from pipeline.worker.records import Forget, MergeCommand, RoutedEvent, encoder, routed_decoder
 from pipeline.worker.stages import ProfileStage
+from pipeline.worker.state import DAY_MS, decode_ids, seen_key
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -97,3 +98,45 @@ def test_replayed_event_at_a_tombstone_is_not_counted_twice_at_the_survivor():
     run(stage, [routed("B", page("e1")), merge])  # the replay: e1 reaches the tombstone first
     deliver(stage, outbox)
     assert decode(table[b"A"]).events == 2
+
+
+def test_replay_across_a_flush_boundary_is_deduplicated_without_ids_in_the_profile():
+    """Event ids live in per-day buckets beside the profile, not in it, and still dedupe."""
+    table, _sink, _, stage = make()
+    first = [routed("A", page(f"e{i}")) for i in range(5)]
+    run(stage, first[:3])  # flush 1
+    run(stage, first[3:])  # flush 2
+    run(stage, first)  # a replay of both batches after a crash
+    p = decode(table[b"A"])
+    assert p.events == 5 and p.page_views == 5
+    assert p.seen == {}  # the stored profile carries no dedupe window
+    assert p.seen_days == [int(T.timestamp() * 1000) // DAY_MS]
+    assert decode_ids(table[seen_key("A", p.seen_days[0])]) == {f"e{i}" for i in range(5)}
+
+
+def test_touch_cost_does_not_grow_with_history():
+    """The stored profile stays the same size however many events were folded."""
+    table, _sink, _, stage = make()
+    run(stage, [routed("A", page(f"e{i}")) for i in range(10)])
+    small = len(table[b"A"])
+    run(stage, [routed("A", page(f"f{i}")) for i in range(2000)])
+    assert len(table[b"A"]) - small < 64  # counters grow by digits, not by ids
+
+
+def test_old_dedupe_buckets_are_pruned_and_profiles_with_inline_ids_migrate():
+    table, _sink, _, stage = make()
+    days = [T + timedelta(days=d) for d in range(40)]
+    events = [
+        Page(message_id=f"d{i}", anonymous_id="ck", timestamp=t, identities={"anonymous_id": "ck"})
+        for i, t in enumerate(days)
+    ]
+    run(stage, [routed("A", e) for e in events])
+    p = decode(table[b"A"])
+    assert len(p.seen_days) <= 32 and p.seen_days[-1] - p.seen_days[0] <= 30
+    assert sum(1 for k in table if b"\x1fseen\x1f" in k) == len(p.seen_days)
+    # A profile written before the buckets existed keeps its ids: they move to buckets.
+    legacy = Profile(customer_id="L", events=1, seen={"old": int(T.timestamp() * 1000)})
+    table[b"L"] = msgspec.json.encode(legacy)
+    run(stage, [routed("L", page("old")), routed("L", page("new"))])
+    migrated = decode(table[b"L"])
+    assert migrated.events == 2 and migrated.seen == {}

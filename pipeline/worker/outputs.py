@@ -1,0 +1,57 @@
+"""Everything a stream stage writes to Kafka, through one librdkafka producer.
+
+Stages ``send`` without awaiting (a record is queued in a list, then handed to
+librdkafka in one call); the agent awaits ``confirm`` once per batch, before it
+acknowledges the batch's input offsets. So offsets never run ahead of outputs,
+and the per-record cost is a C call instead of aiokafka's Python send path.
+Records for one key keep their order: one producer, idempotent, acks=all.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
+
+
+class Outputs(Protocol):
+    """What a stage needs to write: queue records, then confirm them all."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None: ...
+
+    async def confirm(self) -> Positions:
+        """Wait until Kafka stored every queued record; raise TransientError otherwise."""
+        ...
+
+
+class KafkaOutputs:
+    """``Outputs`` on a ``ConfirmedProducer``; reports offsets written to ``track`` topics."""
+
+    def __init__(self, producer: ConfirmedProducer, track: frozenset[str] = frozenset()) -> None:
+        self.producer = producer
+        self.track = track
+        self._queued: list[Record] = []
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        # None is a tombstone (compacted topics, table deletes); librdkafka takes it as is.
+        self._queued.append(Record(topic, key, value, headers, partition))  # type: ignore[arg-type]
+
+    async def confirm(self) -> Positions:
+        if not self._queued:
+            return {}
+        queued, self._queued = self._queued, []
+        return await self.producer.send_async(queued, self.track)
