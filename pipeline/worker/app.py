@@ -9,7 +9,9 @@ stages make replays harmless. Exactly-once mode and windowed tables are not used
 
 from __future__ import annotations
 
+import asyncio
 import weakref
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -117,29 +119,46 @@ def create_app(settings: Settings) -> faust.App:
     timers = SegmentTimers(redis, settings.redis_prefix)
     within = settings.worker_batch_ms / 1000
 
+    async def acknowledge(
+        stream: Any, batch: list[Any], stored: Future[dict[tuple[str, int], int]]
+    ) -> dict[tuple[str, int], int]:
+        written = await asyncio.wrap_future(stored)
+        for event in batch:
+            await stream.ack(event)
+        return written
+
+    # Each agent overlaps the broker's acknowledgement of one batch's outputs with the
+    # processing of the next: the batch's input offsets are acknowledged only once its
+    # outputs are stored, and at most one batch is in flight (a failed send stops the
+    # agent before anything after it is acknowledged).
+
     @app.agent(events)
     async def identity(stream: Any) -> None:
+        in_flight: asyncio.Task[Any] | None = None
         async for batch in stream.noack_take(settings.worker_batch, within=within):
             await identity_stage.process([e.value for e in batch])
-            await identity_out.confirm()
-            for event in batch:
-                await stream.ack(event)
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.ensure_future(acknowledge(stream, batch, identity_out.submit()))
 
     @app.agent(by_customer)
     async def profile(stream: Any) -> None:
+        in_flight: asyncio.Task[dict[tuple[str, int], int]] | None = None
         async for batch in stream.noack_take(settings.worker_batch, within=within):
             for event in batch:
                 bind(event)  # reads of the table also consult the current event
                 await profile_stage.handle(event.value, event)
             await profile_stage.flush()
-            written = await profile_out.confirm()
-            for (topic, partition), offset in written.items():
-                # What Faust's own changelog callback records: recovery after a
-                # restart reads the changelog from here, not from the start.
-                profiles.data.set_persisted_offset(TP(topic, partition), offset)  # type: ignore[attr-defined]
-            for event in batch:
-                await stream.ack(event)
+            if in_flight is not None:
+                persisted(await in_flight)
+            in_flight = asyncio.ensure_future(acknowledge(stream, batch, profile_out.submit()))
             models.processed(batch)
+
+    def persisted(written: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), offset in written.items():
+            # What Faust's own changelog callback records: recovery after a restart
+            # reads the changelog from here, not from the start.
+            profiles.data.set_persisted_offset(TP(topic, partition), offset)  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.segment_tick_s)
     async def segment_timers() -> None:

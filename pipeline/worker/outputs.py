@@ -9,6 +9,8 @@ Records for one key keep their order: one producer, idempotent, acks=all.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from typing import Protocol
 
 from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
@@ -50,8 +52,14 @@ class KafkaOutputs:
         # None is a tombstone (compacted topics, table deletes); librdkafka takes it as is.
         self._queued.append(Record(topic, key, value, headers, partition))  # type: ignore[arg-type]
 
-    async def confirm(self) -> Positions:
-        if not self._queued:
-            return {}
+    def submit(self) -> Future[Positions]:
+        """Hand everything queued to librdkafka now; the future resolves once stored."""
         queued, self._queued = self._queued, []
-        return await self.producer.send_async(queued, self.track)
+        if not queued:
+            done: Future[Positions] = Future()
+            done.set_result({})
+            return done
+        return self.producer.send(queued, self.track)
+
+    async def confirm(self) -> Positions:
+        return await asyncio.wrap_future(self.submit())

@@ -181,6 +181,7 @@ class ProfileStage:
         self.audience = audience  # ladder, tiers and segments, re-derived on every change
         self.changes = changes  # topic for audience transitions
         self.clock = 0  # event-time watermark: newest event time this stage folded
+        self._token: Any = None
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
         self._buckets: dict[tuple[str, int], set[str]] = {}
@@ -192,7 +193,7 @@ class ProfileStage:
 
     def _get(self, cid: str) -> Profile | None:
         if cid not in self._cache:
-            raw = self.state.get(profile_key(cid))
+            raw = self.state.get(profile_key(cid), self._token)
             profile = self._cache[cid] = decode_profile(raw) if raw else None
             if profile is not None and profile.seen:  # stored before ids moved to buckets
                 for eid, t in profile.seen.items():
@@ -203,7 +204,9 @@ class ProfileStage:
     def _bucket(self, cid: str, day: int) -> set[str]:
         ids = self._buckets.get((cid, day))
         if ids is None:
-            ids = self._buckets[(cid, day)] = decode_ids(self.state.get(seen_key(cid, day)))
+            ids = self._buckets[(cid, day)] = decode_ids(
+                self.state.get(seen_key(cid, day), self._token)
+            )
         return ids
 
     def _seen(self, cid: str, event: Event) -> bool:
@@ -222,6 +225,7 @@ class ProfileStage:
 
     async def handle(self, raw: bytes, token: Any = None) -> None:
         rec = routed_decoder.decode(raw)
+        self._token = token  # state reads go to this record's partition
         if isinstance(rec, RoutedEvent):
             self._event(rec, token)
         elif isinstance(rec, MergeCommand):

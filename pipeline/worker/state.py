@@ -52,7 +52,7 @@ def decode_ids(raw: bytes | None) -> set[str]:
 class KeyState(Protocol):
     """Keyed bytes, written in the partition of the record (``token``) that changed them."""
 
-    def get(self, key: bytes) -> bytes | None: ...
+    def get(self, key: bytes, token: Any = None) -> bytes | None: ...
 
     def put(self, key: bytes, value: bytes, token: Any) -> None: ...
 
@@ -65,7 +65,7 @@ class MappingState:
     def __init__(self, data: MutableMapping[bytes, bytes]) -> None:
         self.data = data
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes, token: Any = None) -> bytes | None:
         return self.data.get(key)
 
     def put(self, key: bytes, value: bytes, token: Any) -> None:
@@ -106,16 +106,37 @@ class TableState:
     def store(self) -> MutableMapping[bytes, bytes]:
         return self._store()  # Faust creates a table's store lazily, once the app is set up
 
-    def get(self, key: bytes) -> bytes | None:
+    def _db(self, token: Any) -> Any:
+        """RocksDB of the token's partition, or None for stores without one (memory://)."""
+        store: Any = self.store
+        if token is None or not hasattr(store, "_db_for_partition"):
+            return None
+        return store._db_for_partition(token.message.partition)
+
+    def get(self, key: bytes, token: Any = None) -> bytes | None:
+        # Straight to the partition's RocksDB when the record says which one: Faust's
+        # generic lookup probes every partition and raises KeyError for a miss.
+        db = self._db(token)
+        if db is not None:
+            value: bytes | None = db.get(key)
+            return value
         return self.store.get(key)
 
     def put(self, key: bytes, value: bytes, token: Any) -> None:
-        self.bind(token)
-        self.store[key] = value
+        db = self._db(token)
+        if db is not None:
+            db.put(key, value)
+        else:
+            self.bind(token)
+            self.store[key] = value
         self.changelog.send(self.topic, key, value, None, token.message.partition)
 
     def delete(self, key: bytes, token: Any) -> None:
-        self.bind(token)
-        with contextlib.suppress(KeyError):
-            del self.store[key]
+        db = self._db(token)
+        if db is not None:
+            db.delete(key)
+        else:
+            self.bind(token)
+            with contextlib.suppress(KeyError):
+                del self.store[key]
         self.changelog.send(self.topic, key, None, None, token.message.partition)
