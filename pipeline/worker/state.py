@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from pipeline.worker.outputs import Outputs
+
 SEEN_SEP = b"\x1fseen\x1f"
 DAY_MS = 24 * 3600 * 1000
 
@@ -75,17 +77,6 @@ class MappingState:
         self.data.pop(key, None)
 
 
-class Changelog(Protocol):
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None: ...
-
-
 class TableState:
     """``KeyState`` on a Faust table: local store write plus a changelog record of ours.
 
@@ -97,7 +88,7 @@ class TableState:
         self,
         store: Callable[[], MutableMapping[bytes, bytes]],
         changelog_topic: str,
-        changelog: Changelog,
+        changelog: Outputs,
         bind: Callable[[Any], None],
     ) -> None:
         self._store, self.topic, self.changelog, self.bind = store, changelog_topic, changelog, bind
