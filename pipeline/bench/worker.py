@@ -185,7 +185,8 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
     env = {**env, "CRM_CLICKHOUSE_URL": ch, "CRM_SQL_PORT": str(s.sql_port)}
     cport, aport = settings.collector_port + 19, settings.api_port + 19
     key = sorted(settings.write_key_set)[0]
-    with http_service("api", aport, logs / "bench-api.log", env), ExitStack() as stack:
+    api_env = {**env, "CRM_API_WORKERS": "2"}  # one process saturates near 1,800 requests/s
+    with http_service("api", aport, logs / "bench-api.log", api_env), ExitStack() as stack:
         for i in range(workers):
             log = logs / f"bench-fresh-worker-{i}.log"
             stack.enter_context(crm_process(["worker", "--name", f"fresh{i}"], None, log, env=env))
