@@ -9,6 +9,7 @@ from typing import TypeVar
 from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
 from pipeline.sinks.base import Sink
+from pipeline.worker.outputs import QueuedOutputs
 
 T = TypeVar("T")
 
@@ -55,27 +56,12 @@ class ListSink(Sink[T]):
         return n
 
 
-class Outbox:
+class Outbox(QueuedOutputs):
     """Stage outputs kept in a list (the ``Outputs`` interface of the stream stages)."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-        self.confirmed = 0
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None:
-        self.sent.append((topic, key, value))
-
     async def confirm(self) -> Positions:
-        self.confirmed = len(self.sent)
         return {}
 
     def take(self) -> list[tuple[str, bytes | None, bytes | None]]:
-        out, self.sent = self.sent, []
-        return out
+        out, self._queued = self._queued, []
+        return [(r.topic, r.key, r.value) for r in out]

@@ -33,12 +33,10 @@ class Outputs(Protocol):
         ...
 
 
-class KafkaOutputs:
-    """``Outputs`` on a ``ConfirmedProducer``; reports offsets written to ``track`` topics."""
+class QueuedOutputs:
+    """Queues records; subclasses decide where a confirmed batch goes."""
 
-    def __init__(self, producer: ConfirmedProducer, track: frozenset[str] = frozenset()) -> None:
-        self.producer = producer
-        self.track = track
+    def __init__(self) -> None:
         self._queued: list[Record] = []
 
     def send(
@@ -51,6 +49,15 @@ class KafkaOutputs:
     ) -> None:
         # None is a tombstone (compacted topics, table deletes); librdkafka takes it as is.
         self._queued.append(Record(topic, key, value, headers, partition))  # type: ignore[arg-type]
+
+
+class KafkaOutputs(QueuedOutputs):
+    """``Outputs`` on a ``ConfirmedProducer``; reports offsets written to ``track`` topics."""
+
+    def __init__(self, producer: ConfirmedProducer, track: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.producer = producer
+        self.track = track
 
     def submit(self) -> Future[Positions]:
         """Hand everything queued to librdkafka now; the future resolves once stored."""

@@ -1,0 +1,112 @@
+"""The identity stage: events (keyed by strongest identifier) -> resolve against the shared
+identity graph -> events.by_customer (keyed by customer id) + merge log.
+
+Every event id is assigned to exactly one customer (the assignment is remembered in Redis,
+in the same transaction as the graph change it caused), so a replayed event lands where it
+landed first and re-sends its merge commands; the profile stage drops it as a duplicate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from pipeline.events import Event
+from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
+from pipeline.stores.identity_redis import RedisIdentityGraph
+from pipeline.transforms.dead_letter import DeadLetter
+from pipeline.transforms.identity import Decision
+from pipeline.worker.outputs import Outputs
+from pipeline.worker.records import IdentityDecision, MergeCommand, RoutedEvent, encoder
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+class IdentityStage:
+    def __init__(
+        self, graph: RedisIdentityGraph, out: Outputs, *, by_customer: str, merges: str, dlq: str
+    ) -> None:
+        self.graph, self.out = graph, out
+        self.by_customer, self.merges, self.dlq = by_customer, merges, dlq
+
+    async def process(self, values: list[bytes]) -> None:
+        events: list[Event] = []
+        for raw in values:
+            try:
+                events.append(_event_decoder.decode(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._dead_letter(raw, f"undecodable event on the events topic: {exc}", "schema")
+        resolutions = await self.graph.resolve_batch(
+            [(e.message_id or "", e.identities) for e in events]
+        )
+        now = datetime.now(UTC).isoformat()
+        for event, res in zip(events, resolutions, strict=True):
+            if res.customer_id is None:
+                self._dead_letter(
+                    encoder.encode(event), "no usable identifier (all blocked)", "identity"
+                )
+                continue
+            d = res.decision
+            if d is not None:
+                dropped = {f"{k}:{v}" for (k, v), _ in d.dropped}
+                if dropped:
+                    event = msgspec.structs.replace(
+                        event,
+                        identities={
+                            k: v for k, v in event.identities.items() if f"{k}:{v}" not in dropped
+                        },
+                    )
+                self._log(d, event.message_id or "", now)
+            cid = res.customer_id
+            self.out.send(
+                self.by_customer,
+                cid.encode(),
+                encoder.encode(RoutedEvent(customer_id=cid, event=event)),
+            )
+            # On replay the merges come from Redis: the first attempt may have died
+            # after changing the graph and before its merge commands reached Kafka.
+            absorbed_ids = [m for m, _ in d.merges] if d is not None else res.replayed_merges
+            for absorbed in absorbed_ids:
+                cmd = MergeCommand(customer_id=absorbed, survivor=cid, merge_id=f"{absorbed}>{cid}")
+                self.out.send(self.by_customer, absorbed.encode(), encoder.encode(cmd))
+        EVENTS_OUT.labels("by_customer").inc(len(events))
+
+    def _log(self, d: Decision, event_id: str, now: str) -> None:
+        assert d.customer_id
+        cid = d.customer_id
+
+        def line(action: str, **fields: Any) -> IdentityDecision:
+            return IdentityDecision(
+                action=action, customer_id=cid, event_id=event_id, at=now, **fields
+            )
+
+        lines = [line("created")] if d.created else []
+        lines += [
+            line("merged", absorbed=a, identifier=list(via), reason=f"shared {via[0]}")
+            for a, via in d.merges
+        ]
+        lines += [
+            line(
+                "moved",
+                identifier=list(i),
+                previous=prev,
+                reason="reassignable identifier used by another customer",
+            )
+            for i, prev in d.moves
+        ]
+        lines += [line("dropped", identifier=list(i), reason=why) for i, why in d.dropped]
+        for entry in lines:
+            self.out.send(self.merges, cid.encode(), encoder.encode(entry))
+
+    def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
+        letter = DeadLetter(
+            original=raw,
+            error_type=kind,
+            reason=reason,
+            source="worker:identity",
+            received_at=datetime.now(UTC),
+        )
+        DEAD_LETTERED.labels(kind).inc()
+        self.out.send(self.dlq, None, letter.value, letter.headers())
