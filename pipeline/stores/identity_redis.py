@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from pipeline.transforms.identity import Decision, Ident, Rules, decide
+from pipeline.transforms.identity import Decision, Ident, Members, MemoryGraph, Rules, decide
 
 SEP = "\x1f"
 ASSIGNMENT_TTL_S = 30 * 24 * 3600
@@ -41,6 +41,44 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+# A batch's identity decisions, committed at once if nothing they read has changed since.
+# KEYS: every key read or written; ARGV: number of guards, the guards ('o', key index,
+# expected owner or '' | 'm', key index, n, n members), the assignment TTL, then the writes
+# (command, key index[, value]). Returns 0, having written nothing, if a guard fails.
+COMMIT_DECISIONS = """
+local i, guards = 2, tonumber(ARGV[1])
+for _ = 1, guards do
+  local key = KEYS[tonumber(ARGV[i + 1])]
+  if ARGV[i] == 'o' then
+    if (redis.call('GET', key) or '') ~= ARGV[i + 2] then return 0 end
+    i = i + 3
+  else
+    local n = tonumber(ARGV[i + 2])
+    if redis.call('SCARD', key) ~= n then return 0 end
+    for j = 1, n do
+      if redis.call('SISMEMBER', key, ARGV[i + 2 + j]) == 0 then return 0 end
+    end
+    i = i + 3 + n
+  end
+end
+local ttl = ARGV[i]
+i = i + 1
+while i <= #ARGV do
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if op == 'DEL' then
+    redis.call('DEL', key)
+    i = i + 2
+  elseif op == 'SETEX' then
+    redis.call('SET', key, ARGV[i + 2], 'EX', ttl)
+    i = i + 3
+  else
+    redis.call(op, key, ARGV[i + 2])
+    i = i + 3
+  end
+end
+return 1
+"""
+Op = tuple[str, ...]  # (command, key, *args): one decision's writes
 
 
 @dataclass
@@ -57,6 +95,7 @@ class RedisIdentityGraph:
         self.prefix = prefix
         self.rules = rules
         self._assign_all = client.register_script(ASSIGN_ALL)
+        self._commit = client.register_script(COMMIT_DECISIONS)
 
     def id_key(self, ident: Ident) -> str:
         return f"{self.prefix}id:{ident[0]}:{ident[1]}"
@@ -111,6 +150,8 @@ class RedisIdentityGraph:
             slow.append((len(out), id_keys_here))
             out.append(None)
 
+        if slow and await self._decide_together(items, slow, owners, out):
+            slow = []
         lanes = asyncio.Semaphore(CONCURRENT_DECISIONS)
 
         async def in_order(positions: list[int]) -> None:
@@ -138,6 +179,75 @@ class RedisIdentityGraph:
             )
         return resolved
 
+    async def _decide_together(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        slow: list[tuple[int, list[str]]],
+        read: Mapping[str, bytes | str | None],
+        out: list[Resolution | None],
+    ) -> bool:
+        """Decide every slow item in order against one read of the graph; commit in one script.
+
+        The decisions see each other's effects through an in-memory graph seeded with what
+        was read; the commit checks that every owner and member set read is unchanged, so it
+        is atomic as a whole. False (nothing written) when another worker changed the graph.
+        """
+        owners: dict[str, str] = {}  # id key -> owner read ('' for none)
+        graph = MemoryGraph(self.rules)
+        for pos, keys in slow:
+            for ident, key in zip(self.rules.usable(items[pos][1]), keys, strict=True):
+                raw = read.get(key)
+                owners[key] = _s(raw) if raw else ""
+                if raw:
+                    graph.owners[ident] = _s(raw)
+        candidates = sorted({o for o in owners.values() if o})
+        sets: dict[str, list[str]] = {}
+        if candidates:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for c in candidates:
+                    pipe.smembers(self.members_key(c))
+                for c, raw_members in zip(candidates, await pipe.execute(), strict=True):
+                    sets[self.members_key(c)] = [_s(m) for m in raw_members]
+                    graph.members[c] = _parse_members(raw_members)
+        ops: list[Op] = []
+        decided: list[tuple[int, Decision]] = []
+        for pos, _keys in slow:
+            eid, identities = items[pos]
+            here = {i: graph.owners.get(i) for i in self.rules.usable(identities)}
+            members = {c: graph.members.get(c, {}) for c in here.values() if c}
+            decision = decide(identities, here, members, self.rules)
+            if decision.changes_graph and decision.customer_id:
+                ops += self._ops(decision, members, eid)
+                for c in (decision.customer_id, *(m for m, _ in decision.merges)):
+                    # A customer this batch writes but did not read must be new.
+                    sets.setdefault(self.members_key(c), [])
+                graph.apply(decision)
+            decided.append((pos, decision))
+        if ops and not await self._commit_ops(owners, sets, ops):
+            return False
+        for pos, decision in decided:
+            out[pos] = Resolution(decision.customer_id, decision)
+        return True
+
+    async def _commit_ops(
+        self, owners: Mapping[str, str], sets: Mapping[str, list[str]], ops: list[Op]
+    ) -> bool:
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            return index.setdefault(key, len(index) + 1)
+
+        guards: list[str | int] = []
+        for key, owner in owners.items():
+            guards += ["o", at(key), owner]
+        for key, members in sets.items():
+            guards += ["m", at(key), len(members), *members]
+        writes: list[str | int] = []
+        for cmd, key, *values in ops:
+            writes += [cmd, at(key), *values]
+        argv = [len(owners) + len(sets), *guards, ASSIGNMENT_TTL_S, *writes]
+        return bool(await self._commit(keys=list(index), args=argv))
+
     async def resolve_one(
         self, identities: Mapping[str, str], event_id: str = "", attempts: int = 50
     ) -> Decision:
@@ -159,17 +269,8 @@ class RedisIdentityGraph:
                     decision = decide(identities, owners, members, self.rules)
                     if decision.changes_graph:
                         pipe.multi()
-                        self._apply(pipe, decision, members)
-                        if event_id and decision.customer_id:
-                            pipe.set(
-                                self.evt_key(event_id), decision.customer_id, ex=ASSIGNMENT_TTL_S
-                            )
-                            if decision.merges:
-                                pipe.set(
-                                    self.evt_merges_key(event_id),
-                                    SEP.join(m for m, _ in decision.merges),
-                                    ex=ASSIGNMENT_TTL_S,
-                                )
+                        for op in self._ops(decision, members, event_id):
+                            _queue(pipe, op)
                         await pipe.execute()
                     else:
                         await pipe.unwatch()
@@ -178,26 +279,31 @@ class RedisIdentityGraph:
                     continue
         raise RuntimeError(f"identity resolution did not converge after {attempts} attempts")
 
-    def _apply(
-        self, pipe: aioredis.client.Pipeline, d: Decision, members: dict[str, dict[str, set[str]]]
-    ) -> None:
+    def _ops(self, d: Decision, members: Mapping[str, Members], event_id: str) -> list[Op]:
+        """The writes a decision makes, as (command, key, *args); one list for both paths."""
         assert d.customer_id is not None
         cid = d.customer_id
         target = self.members_key(cid)
+        ops: list[Op] = []
         for ident in d.attach:
-            pipe.set(self.id_key(ident), cid)
-            pipe.sadd(target, SEP.join(ident))
+            ops += [("SET", self.id_key(ident), cid), ("SADD", target, SEP.join(ident))]
         for absorbed, _via in d.merges:
             for kind, values in members.get(absorbed, {}).items():
                 for value in values:
-                    pipe.set(self.id_key((kind, value)), cid)
-                    pipe.sadd(target, f"{kind}{SEP}{value}")
-            pipe.delete(self.members_key(absorbed))
-            pipe.set(self.merged_key(absorbed), cid)
+                    ops += [("SET", self.id_key((kind, value)), cid)]
+                    ops += [("SADD", target, f"{kind}{SEP}{value}")]
+            ops += [("DEL", self.members_key(absorbed)), ("SET", self.merged_key(absorbed), cid)]
         for ident, previous in d.moves:
-            pipe.set(self.id_key(ident), cid)
-            pipe.srem(self.members_key(previous), SEP.join(ident))
-            pipe.sadd(target, SEP.join(ident))
+            ops += [("SET", self.id_key(ident), cid)]
+            ops += [("SREM", self.members_key(previous), SEP.join(ident))]
+            ops += [("SADD", target, SEP.join(ident))]
+        if event_id:
+            # In the same atomic change as the graph: a replay re-sends the merge commands.
+            ops += [("SETEX", self.evt_key(event_id), cid)]
+            if d.merges:
+                merged = SEP.join(m for m, _ in d.merges)
+                ops += [("SETEX", self.evt_merges_key(event_id), merged)]
+        return ops
 
     async def lookup(self, ident: Ident) -> str | None:
         owner = await self.r.get(self.id_key(ident))
@@ -210,6 +316,16 @@ class RedisIdentityGraph:
                 return customer_id
             customer_id = _s(nxt)
         return customer_id
+
+
+def _queue(pipe: aioredis.client.Pipeline, op: Op) -> None:
+    cmd, key, *args = op
+    if cmd == "SETEX":
+        pipe.set(key, args[0], ex=ASSIGNMENT_TTL_S)
+    elif cmd == "DEL":
+        pipe.delete(key)
+    else:
+        pipe.execute_command(cmd, key, *args)
 
 
 def _chains(slow: list[tuple[int, list[str]]]) -> list[list[int]]:
