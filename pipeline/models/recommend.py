@@ -48,8 +48,19 @@ class CoOccurrence:
         self.learned += 1
 
     def popular(self, k: int, exclude: set[str]) -> list[str]:
-        best = heapq.nlargest(k + len(exclude), self.count.items(), key=lambda kv: (kv[1], kv[0]))
-        return [item for item, _n in best if item not in exclude][:k]
+        need = k + len(exclude)
+        # Ranked once per state of the counts (a worker scores a whole batch between two
+        # lessons), not once per scored customer.
+        cached: tuple[int, int, list[str]] | None = getattr(self, "_ranked", None)
+        if cached is None or cached[0] != self.learned or cached[1] < need:
+            n = max(need, 64)
+            best = heapq.nlargest(n, self.count.items(), key=lambda kv: (kv[1], kv[0]))
+            cached = (self.learned, n, [item for item, _n in best])
+            self._ranked = cached
+        return [item for item in cached[2][:need] if item not in exclude][:k]
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_ranked"}
 
     def recommend(self, recent: list[str], k: int, exclude: set[str]) -> list[str]:
         scores: dict[str, float] = defaultdict(float)
