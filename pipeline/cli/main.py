@@ -242,8 +242,11 @@ def bench(
     events: int = typer.Option(200_000, help="Events to send through the batch endpoint"),
     touches: int = typer.Option(20_000, help="Simulated customer touches for the worker benchmark"),
     only: str = typer.Option(
-        "collector,worker,clickhouse,backfill,personalization",
-        help="collector,worker,clickhouse,backfill,personalization",
+        "collector,worker,memory,clickhouse,backfill,personalization",
+        help="collector,worker,memory,clickhouse,backfill,personalization",
+    ),
+    memory_events: int = typer.Option(
+        1_000_000, help="Events (over 50,000 customers) for the worker memory benchmark"
     ),
 ) -> None:
     """Run benchmarks and write JSON results (one file per benchmark)."""
@@ -251,16 +254,25 @@ def bench(
 
     settings = get_settings()
     out.mkdir(parents=True, exist_ok=True)
-    if "collector" in only:
+    parts = set(only.split(","))
+    if "collector" in parts:
         from pipeline.bench.collector import run_collector_bench
 
         run_collector_bench(settings, console, out, events)
-    if "worker" in only:
+    if "worker" in parts:
         from pipeline.bench.worker import run_worker_bench
 
         result = run_worker_bench(settings, console, touches)
         (out / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
-    if "clickhouse" in only:
+    if "memory" in parts:
+        from pipeline.bench.worker_memory import worker_memory
+
+        logs = settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        mem = worker_memory(settings, logs, events=memory_events)
+        console.print({k: v for k, v in mem.items() if k != "samples"})
+        (out / "worker-memory.json").write_text(json.dumps(mem, indent=2) + "\n")
+    if "clickhouse" in parts:
         from pipeline.bench.clickhouse import sink_throughput
 
         logs = settings.data_dir / "logs"
@@ -268,12 +280,12 @@ def bench(
         ch = {"sink_throughput": sink_throughput(settings, logs, touches * 3)}
         console.print(ch)
         (out / "clickhouse.json").write_text(json.dumps(ch, indent=2) + "\n")
-    if "backfill" in only:
+    if "backfill" in parts:
         from pipeline.bench.backfill import run_backfill_bench
 
         bf = run_backfill_bench(settings, console, touches * 5)
         (out / "backfill.json").write_text(json.dumps(bf, indent=2) + "\n")
-    if "personalization" in only:
+    if "personalization" in parts:
         from pipeline.bench.personalization import run_personalization_bench
 
         pers = run_personalization_bench(settings, console, touches)
