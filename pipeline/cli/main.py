@@ -161,24 +161,15 @@ def forget(
     identifier: str = typer.Option(None, help="Or an identifier as type:value (e.g. email:a@b.c)"),
 ) -> None:
     """Erase a customer: identity links, profile in the table and in Redis."""
-    from pipeline.stores.forget import forget_customer
-    from pipeline.transforms.identifiers import canonical
+    from pipeline.stores.forget import forget_customer, owner_of
 
     settings = get_settings()
     if identifier:
-        import redis
-
-        kind, _, value = identifier.partition(":")
-        value = canonical(
-            kind, value, salt=settings.pii_salt.get_secret_value(), hash_pii=settings.hash_pii
-        )
-        owner = redis.Redis.from_url(settings.redis_url).get(
-            f"{settings.redis_prefix}id:{kind}:{value}"
-        )
-        if not owner:
-            console.print(f"[red]no customer with {kind} {value}")
+        owner = owner_of(settings, identifier)
+        if owner is None:
+            console.print(f"[red]no customer with {identifier}")
             raise typer.Exit(1)
-        customer = str(owner)
+        customer = owner
     if not customer:
         console.print("[red]give --customer or --identifier")
         raise typer.Exit(2)

@@ -14,8 +14,22 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.sinks.redis_profiles import FORGOTTEN, WRITE_IF_NEWER, write_args
 from pipeline.stores.identity_redis import SEP
+from pipeline.transforms.identifiers import canonical
+from pipeline.transforms.profile import Profile
 from pipeline.worker.records import Forget, encoder
+
+
+def owner_of(settings: Settings, identifier: str) -> str | None:
+    """The customer an identifier (``type:value``, as sent) belongs to, or None."""
+    kind, _, value = identifier.partition(":")
+    value = canonical(
+        kind, value, salt=settings.pii_salt.get_secret_value(), hash_pii=settings.hash_pii
+    )
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    owner = r.get(f"{settings.redis_prefix}id:{kind}:{value}")
+    return str(owner) if owner else None
 
 
 def forget_customer(settings: Settings, customer_id: str) -> list[str]:
@@ -33,12 +47,19 @@ def forget_customer(settings: Settings, customer_id: str) -> list[str]:
         kind, _, value = str(raw).partition(SEP)
         pipe.delete(f"{p}id:{kind}:{value}")
         removed.append(f"{kind}:{value}")
-    pipe.delete(f"{p}cust:{customer_id}:ids", f"{p}profile:{customer_id}")
-    for cid in absorbed:
-        pipe.delete(f"{p}cust:{cid}:merged_into", f"{p}profile:{cid}")
+    pipe.delete(f"{p}cust:{customer_id}:ids")
+    # The profile becomes an erasure tombstone at once, through the sink's own guarded
+    # script: lookups stop, the customer leaves its segment sets, and no late write from
+    # a worker (or the Forget record's own, later) can bring the profile back.
+    write = r.register_script(WRITE_IF_NEWER)
+    now = datetime.now(UTC).isoformat()
+    for cid in [customer_id, *absorbed]:
+        pipe.delete(f"{p}cust:{cid}:merged_into")
+        pipe.set(f"{p}erased:{cid}", now)  # a new customer from these identifiers gets a new id
+        keys, args = write_args(p, Profile(customer_id=cid, merged_into=FORGOTTEN), now)
+        write(keys=keys, args=args, client=pipe)
     pipe.execute()
     producer = ConfirmedProducer(settings.kafka_bootstrap)
-    now = datetime.now(UTC).isoformat()
     topic = settings.topic("events.by_customer")
     producer.send_sync(
         [

@@ -17,6 +17,9 @@ Keys (under the configured prefix):
   evtm:<event id>           -> customers that event's decision absorbed; written in the
                                same transaction as the graph change, so a worker killed
                                before its merge commands reached Kafka re-sends them on replay.
+  erased:<id>               -> set by `crm forget`: a customer created later from the same
+                               identifier gets a successor id, not the erased one (whose
+                               profile tombstone must keep stopping late writes).
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from pipeline.transforms.identity import Decision, Ident, Members, MemoryGraph, Rules, decide
+from pipeline.transforms.identity import (
+    Decision,
+    Ident,
+    Members,
+    MemoryGraph,
+    Rules,
+    decide,
+    new_customer_id,
+    successor_id,
+)
 
 SEP = "\x1f"
 ASSIGNMENT_TTL_S = 30 * 24 * 3600
@@ -105,6 +117,20 @@ class RedisIdentityGraph:
 
     def merged_key(self, customer_id: str) -> str:
         return f"{self.prefix}cust:{customer_id}:merged_into"
+
+    def erased_key(self, customer_id: str) -> str:
+        return f"{self.prefix}erased:{customer_id}"
+
+    async def new_ids(self, idents: Sequence[Ident]) -> dict[Ident, str]:
+        """The id a customer created from each identifier gets: never an erased customer's."""
+        out = {i: new_customer_id(i) for i in idents}
+        pending = dict(out)
+        while pending:
+            erased = await self.r.mget([self.erased_key(c) for c in pending.values()])
+            found = zip(pending.items(), erased, strict=True)
+            pending = {i: successor_id(c) for (i, c), e in found if e}
+            out.update(pending)
+        return out
 
     def evt_key(self, event_id: str) -> str:
         return f"{self.prefix}evt:{event_id}"
@@ -209,13 +235,15 @@ class RedisIdentityGraph:
                 for c, raw_members in zip(candidates, await pipe.execute(), strict=True):
                     sets[self.members_key(c)] = [_s(m) for m in raw_members]
                     graph.members[c] = _parse_members(raw_members)
+        firsts = [ids[0] for pos, _ in slow if (ids := self.rules.usable(items[pos][1]))]
+        fresh = await self.new_ids(firsts)
         ops: list[Op] = []
         decided: list[tuple[int, Decision]] = []
         for pos, _keys in slow:
             eid, identities = items[pos]
             here = {i: graph.owners.get(i) for i in self.rules.usable(identities)}
             members = {c: graph.members.get(c, {}) for c in here.values() if c}
-            decision = decide(identities, here, members, self.rules)
+            decision = decide(identities, here, members, self.rules, fresh.__getitem__)
             if decision.changes_graph and decision.customer_id:
                 ops += self._ops(decision, members, eid)
                 for c in (decision.customer_id, *(m for m, _ in decision.merges)):
@@ -253,6 +281,7 @@ class RedisIdentityGraph:
     ) -> Decision:
         ids = self.rules.usable(identities)
         id_keys = [self.id_key(i) for i in ids]
+        fresh = await self.new_ids(ids[:1])
         for _ in range(attempts):
             async with self.r.pipeline(transaction=True) as pipe:
                 try:
@@ -266,7 +295,7 @@ class RedisIdentityGraph:
                         await pipe.watch(*[self.members_key(c) for c in candidates])
                         for c in candidates:
                             members[c] = _parse_members(await pipe.smembers(self.members_key(c)))
-                    decision = decide(identities, owners, members, self.rules)
+                    decision = decide(identities, owners, members, self.rules, fresh.__getitem__)
                     if decision.changes_graph:
                         pipe.multi()
                         for op in self._ops(decision, members, event_id):

@@ -17,7 +17,7 @@ order, blocked values. The consequences:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,11 @@ def new_customer_id(ident: Ident) -> str:
     return "c_" + hashlib.blake2b(f"{ident[0]}:{ident[1]}".encode(), digest_size=10).hexdigest()
 
 
+def successor_id(erased: str) -> str:
+    """The id a customer created from the same identifier gets once ``erased`` was forgotten."""
+    return "c_" + hashlib.blake2b(f"after:{erased}".encode(), digest_size=10).hexdigest()
+
+
 @dataclass
 class Decision:
     customer_id: str | None
@@ -120,11 +125,13 @@ def decide(
     owners: Mapping[Ident, str | None],
     members: Mapping[str, Members],
     rules: Rules,
+    new_id: Callable[[Ident], str] = new_customer_id,
 ) -> Decision:
     """Resolve one event.
 
     ``owners`` maps each of the event's identifiers to its customer (or None);
-    ``members`` gives the identifier sets of those customers.
+    ``members`` gives the identifier sets of those customers; ``new_id`` names a
+    customer this event creates (the store skips ids of erased customers).
     """
     ids = rules.usable(identities)
     if not ids:
@@ -147,7 +154,7 @@ def decide(
             break
     decision = Decision(customer_id=target)
     if target is None:
-        decision.customer_id = new_customer_id(ids[0])
+        decision.customer_id = new_id(ids[0])
         decision.created = True
         current = {}
 

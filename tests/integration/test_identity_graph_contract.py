@@ -57,7 +57,9 @@ async def redis_state(r: aioredis.Redis, prefix: str) -> dict[str, Any]:
 
 def memory_state(g: MemoryGraph) -> dict[str, Any]:
     members = {
-        c: {k: set(v) for k, v in ms.items() if v} for c, ms in g.members.items() if any(ms.values())
+        c: {k: set(v) for k, v in ms.items() if v}
+        for c, ms in g.members.items()
+        if any(ms.values())
     }
     return {"owners": dict(g.owners), "members": members, "merged": dict(g.merged_into)}
 
@@ -78,7 +80,9 @@ def survivor(merged: Mapping[str, str], cid: str | None) -> str | None:
     return cid
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(identity_sets, max_size=30), st.integers(min_value=1, max_value=12))
 def test_batches_end_where_a_sequential_pass_ends(settings: Settings, stream, size):  # type: ignore[no-untyped-def]
     async def run() -> None:

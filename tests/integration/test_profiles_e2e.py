@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -161,3 +162,79 @@ def test_two_known_customers_merge_and_the_absorbed_id_resolves_to_the_survivor(
     assert merged["merged_customers"] == [web_c]
     absorbed = httpx.get(f"{api}/v1/profiles/{web_c}", headers=READ).json()
     assert absorbed["customer_id"] == store_c and absorbed["requested"] == web_c
+
+
+def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_env, settings):
+    """`crm forget --identifier` (as an operator types it) removes links, profile and segments."""
+    import subprocess
+    import sys
+
+    import redis
+
+    c, api = pipeline_env["collector"], pipeline_env["api"]
+    cookie, email = f"ck-{uuid.uuid4().hex[:8]}", f"Forget.Me.{uuid.uuid4().hex[:6]}@Example.com"
+    ident = {
+        "type": "identify",
+        "anonymousId": cookie,
+        "userId": "fm-1",
+        "traits": {"email": email},
+    }
+    buy = {
+        "type": "track",
+        "anonymousId": cookie,
+        "event": "Order Completed",
+        "properties": {
+            "order_id": "o-1",
+            "revenue": 350.0,
+            "products": [{"sku": "S", "price": 350}],
+        },
+    }
+    # The cookie comes first, so the customer's id derives from it: after the erasure the
+    # same cookie must start a visible new profile, not hit the erased one's tombstone.
+    page = {"type": "page", "anonymousId": cookie, "name": "home"}
+    batch = {"batch": [page, ident, buy]}
+    assert httpx.post(f"{c}/v1/batch", auth=WRITE, json=batch).status_code == 200
+    before = wait_for(
+        lambda: httpx.get(f"{api}/v1/profiles/by/email/{email}", headers=READ),
+        lambda r: r.status_code == 200 and r.json()["events"] == 3,
+    ).json()
+    cid, segments = before["customer_id"], before["segments"]
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    p = settings.topic_prefix
+    assert segments, "the customer should be in some segment for this test to mean anything"
+    assert all(r.zscore(f"{p}segment:{s}", cid) is not None for s in segments)
+
+    env = {**os.environ, "CRM_TOPIC_PREFIX": p, "CRM_REDIS_PREFIX": p, "CRM_TOPIC_PARTITIONS": "3"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.main", "forget", "--identifier", f"email:{email}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"forgot {cid}: removed 3 identifiers" in done.stdout, done.stdout
+
+    # Identity links go at once; the profile and segment memberships when the worker
+    # processes the Forget record in order with the customer's other records.
+    assert r.get(f"{p}id:user_id:fm-1") is None and not r.exists(f"{p}cust:{cid}:ids")
+    for kind, value in [("email", email), ("anonymous_id", cookie), ("user_id", "fm-1")]:
+        assert httpx.get(f"{api}/v1/profiles/by/{kind}/{value}", headers=READ).status_code == 404
+    wait_for(
+        lambda: httpx.get(f"{api}/v1/profiles/{cid}", headers=READ),
+        lambda resp: resp.status_code == 404,
+    )
+    wait_for(
+        lambda: [s for s in segments if r.zscore(f"{p}segment:{s}", cid) is not None],
+        lambda left: left == [],
+    )
+    assert not [k for k in r.scan_iter(f"{p}id:*") if r.get(k) == cid]
+    # A new event with the forgotten identifier starts a new customer, not the old one.
+    again = {"type": "page", "anonymousId": cookie, "name": "back again"}
+    assert httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [again]}).status_code == 200
+    fresh = wait_for(
+        lambda: httpx.get(f"{api}/v1/profiles/by/anonymous_id/{cookie}", headers=READ),
+        lambda resp: resp.status_code == 200,
+    ).json()
+    assert fresh["events"] == 1 and "email" not in fresh["identifiers"]
+    assert fresh["customer_id"] != cid  # the erased id keeps its tombstone
