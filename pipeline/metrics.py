@@ -14,6 +14,9 @@ REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RETRIES = Counter(
+    "crm_retries_total", "Steps retried after a dependency failed (Redis down)", ["step"]
+)
 SINK_SECONDS = Histogram("crm_sink_flush_seconds", "Sink flush latency", ["sink"])
 CONSUMER_LAG = Gauge(
     "crm_consumer_lag", "Records behind the end of the topic", ["topic", "partition"]

@@ -16,6 +16,9 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -208,7 +211,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def openapi(_request: Request) -> Response:
         return _json(OPENAPI)
 
+    async def unavailable(_request: Request, exc: Exception) -> Response:
+        # Redis away (restart, failover): a lookup is retryable, not a server bug.
+        response = _error(503, f"profile store unavailable, retry: {type(exc).__name__}")
+        response.headers["Retry-After"] = "1"
+        return response
+
     return Starlette(
+        exception_handlers={
+            RedisConnectionError: unavailable,
+            RedisTimeoutError: unavailable,
+            BusyLoadingError: unavailable,
+        },
         routes=[
             Route("/v1/profiles/{customer_id}", timed("/v1/profiles", profile)),
             Route(

@@ -150,7 +150,7 @@ class RedisProfileSink(Sink[Profile]):
         if not self._pending:
             return 0
         start = time.perf_counter()
-        pending, self._pending = self._pending, {}
+        pending = self._pending  # kept until written: a flush that failed can run again
         now = str(int(time.time() * 1000))
         profiles = list(pending.values())
         pipe = self.r.pipeline(transaction=False)
@@ -163,6 +163,7 @@ class RedisProfileSink(Sink[Profile]):
                 args += a
             await self._script(keys=keys, args=args, client=pipe)
         await pipe.execute()
+        self._pending = {}
         SINK_SECONDS.labels("redis").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("redis").inc(len(pending))
         return len(pending)

@@ -13,6 +13,7 @@ import asyncio
 import weakref
 from concurrent.futures import Future
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import faust
@@ -35,6 +36,7 @@ from pipeline.transforms.segments import load_segments
 from pipeline.worker.identity_stage import IdentityStage
 from pipeline.worker.outputs import KafkaOutputs
 from pipeline.worker.records import Tick, encoder
+from pipeline.worker.retry import OUTAGES, until_done
 from pipeline.worker.stages import ProfileStage
 from pipeline.worker.state import TableState
 
@@ -137,7 +139,9 @@ def create_app(settings: Settings) -> faust.App:
     async def identity(stream: Any) -> None:
         in_flight: asyncio.Task[Any] | None = None
         async for batch in stream.noack_take(settings.worker_batch, within=within):
-            await identity_stage.process([e.value for e in batch])
+            # Redis away: the batch runs again once it is back (assignments make it idempotent).
+            step = partial(identity_stage.process, [e.value for e in batch])
+            await until_done("identity", step, before_retry=identity_out.discard)
             if in_flight is not None:
                 await in_flight
             in_flight = asyncio.ensure_future(acknowledge(stream, batch, identity_out.submit()))
@@ -149,7 +153,10 @@ def create_app(settings: Settings) -> faust.App:
             for event in batch:
                 bind(event)  # reads of the table also consult the current event
                 await profile_stage.handle(event.value, event)
-            await profile_stage.flush()
+            try:
+                await profile_stage.flush()
+            except OUTAGES:  # everything but the Redis write is done; it is kept and retried
+                await until_done("redis profiles", profile_stage.sink.flush, first_delay_s=0)
             if in_flight is not None:
                 persisted(await in_flight)
             in_flight = asyncio.ensure_future(acknowledge(stream, batch, profile_out.submit()))
@@ -163,6 +170,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=settings.segment_tick_s)
     async def segment_timers() -> None:
+        try:
+            await fire_timers()
+        except OUTAGES as exc:  # the next tick tries again
+            log.warning("segment timers skipped a tick", error=f"{type(exc).__name__}: {exc}")
+
+    async def fire_timers() -> None:
         # Event time: "no purchase for 60 days" fires when the stream's clock passes it.
         now = await timers.advance_clock(profile_stage.clock)
         if now <= 0:

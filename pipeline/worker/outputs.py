@@ -50,6 +50,10 @@ class QueuedOutputs:
         # None is a tombstone (compacted topics, table deletes); librdkafka takes it as is.
         self._queued.append(Record(topic, key, value, headers, partition))  # type: ignore[arg-type]
 
+    def discard(self) -> None:
+        """Drop what is queued: the step that queued it failed and will run again."""
+        self._queued.clear()
+
 
 class KafkaOutputs(QueuedOutputs):
     """``Outputs`` on a ``ConfirmedProducer``; reports offsets written to ``track`` topics."""

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.cli.processes import crm_process
+from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import REPO_ROOT, Settings, get_settings
 from pipeline.kafka.topics import ensure_topics
 
@@ -117,3 +117,27 @@ def wait_for(fetch: Any, done: Any, timeout: float = 90.0, what: str = "conditio
 def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
     """Poll ``check() -> (ok, last)`` until ok; the failure shows the last value."""
     wait_for(check, lambda r: r[0], timeout, what or "condition")
+
+
+@pytest.fixture
+def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Collector, one worker and the lookup API on this test's topics and Redis keys."""
+    env = {
+        "CRM_TOPIC_PREFIX": settings.topic_prefix,
+        "CRM_REDIS_PREFIX": settings.topic_prefix,
+        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
+        "CRM_TOPIC_PARTITIONS": "3",
+        "CRM_WORKER_BATCH_MS": "20",
+    }
+    cport, aport = free_port(), free_port()
+    with (
+        http_service("collector", cport, tmp_path / "collector.log", env),
+        crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env) as worker,
+        http_service("api", aport, tmp_path / "api.log", env),
+    ):
+        yield {
+            "worker": worker,
+            "collector": f"http://127.0.0.1:{cport}",
+            "api": f"http://127.0.0.1:{aport}",
+            "logs": tmp_path,
+        }

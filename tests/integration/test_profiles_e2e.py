@@ -5,42 +5,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from pipeline.cli.processes import crm_process, http_service
-from pipeline.config import Settings
-from tests.integration.conftest import free_port, wait_for
+from tests.integration.conftest import wait_for
 
 WRITE = ("it-write-key", "")
 READ = {"Authorization": "Bearer it-read-key"}
-
-
-@pytest.fixture
-def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Collector, one worker and the lookup API on this test's topics and Redis keys."""
-    env = {
-        "CRM_TOPIC_PREFIX": settings.topic_prefix,
-        "CRM_REDIS_PREFIX": settings.topic_prefix,
-        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
-        "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
-    }
-    cport, aport = free_port(), free_port()
-    with (
-        http_service("collector", cport, tmp_path / "collector.log", env),
-        crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env),
-        http_service("api", aport, tmp_path / "api.log", env),
-    ):
-        yield {
-            "collector": f"http://127.0.0.1:{cport}",
-            "api": f"http://127.0.0.1:{aport}",
-            "logs": tmp_path,
-        }
 
 
 def test_one_customer_across_web_store_and_email(pipeline_env):
