@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> faust.App:
             loyalty=load_loyalty(settings.loyalty_rules), segments=segments.value
         ),
         changes=settings.topic("segments.changes"),
+        dlq=settings.topic("events.dlq"),
     )
     timers = SegmentTimers(redis, settings.redis_prefix)
     within = settings.worker_batch_ms / 1000

@@ -14,11 +14,10 @@ from typing import Any
 import msgspec
 
 from pipeline.events import Event
-from pipeline.metrics import DEAD_LETTERED, EVENTS_OUT
+from pipeline.metrics import EVENTS_OUT
 from pipeline.stores.identity_redis import RedisIdentityGraph
-from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.identity import Decision
-from pipeline.worker.outputs import Outputs
+from pipeline.worker.outputs import Outputs, dead_letter
 from pipeline.worker.records import IdentityDecision, MergeCommand, RoutedEvent, encoder
 
 _event_decoder = msgspec.json.Decoder(Event)
@@ -101,12 +100,4 @@ class IdentityStage:
             self.out.send(self.merges, cid.encode(), encoder.encode(entry))
 
     def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
-        letter = DeadLetter(
-            original=raw,
-            error_type=kind,
-            reason=reason,
-            source="worker:identity",
-            received_at=datetime.now(UTC),
-        )
-        DEAD_LETTERED.labels(kind).inc()
-        self.out.send(self.dlq, None, letter.value, letter.headers())
+        dead_letter(self.out, self.dlq, raw, reason, kind, "worker:identity")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
+from pipeline.metrics import DEAD_LETTERED
+from pipeline.transforms.dead_letter import DeadLetter
 
 
 class Outputs(Protocol):
@@ -31,6 +34,15 @@ class Outputs(Protocol):
     async def confirm(self) -> Positions:
         """Wait until Kafka stored every queued record; raise TransientError otherwise."""
         ...
+
+
+def dead_letter(out: Outputs, topic: str, raw: bytes, reason: str, kind: str, source: str) -> None:
+    """Queue a record a stage cannot use to the dead-letter topic, with why, and count it."""
+    letter = DeadLetter(
+        original=raw, error_type=kind, reason=reason, source=source, received_at=datetime.now(UTC)
+    )
+    DEAD_LETTERED.labels(kind).inc()
+    out.send(topic, None, letter.value, letter.headers())
 
 
 class QueuedOutputs:

@@ -30,7 +30,7 @@ from pipeline.transforms.fold import DEFAULT_RULES, event_time_ms, fold_into
 from pipeline.transforms.profile import Change, Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
-from pipeline.worker.outputs import Outputs
+from pipeline.worker.outputs import Outputs, dead_letter
 from pipeline.worker.records import (
     Absorb,
     Forget,
@@ -77,6 +77,7 @@ class ProfileStage:
         scorer: Scorer | None = None,
         audience: AudienceRules | None = None,
         changes: str | None = None,
+        dlq: str | None = None,
     ) -> None:
         self.state: KeyState = MappingState(table) if isinstance(table, MutableMapping) else table
         self.sink, self.out, self.by_customer = sink, out, by_customer
@@ -84,6 +85,7 @@ class ProfileStage:
         self.scorer = scorer  # models: learn from folded events, score changed profiles
         self.audience = audience  # ladder, tiers and segments, re-derived on every change
         self.changes = changes  # topic for audience transitions
+        self.dlq = dlq  # topic for records this stage cannot decode (raised if None)
         self.clock = 0  # event-time watermark: newest event time this stage folded
         self._token: Any = None
         self._cache: dict[str, Profile | None] = {}
@@ -128,7 +130,16 @@ class ProfileStage:
         self._dirty[profile.customer_id] = token
 
     async def handle(self, raw: bytes, token: Any = None) -> None:
-        rec = routed_decoder.decode(raw)
+        try:
+            rec = routed_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if self.dlq is None:
+                raise
+            # One poison record (another version's format, a hand-made message) must not
+            # stop the partition: it goes to the dead letters with the reason.
+            reason = f"undecodable record on {self.by_customer}: {exc}"
+            dead_letter(self.out, self.dlq, raw, reason, "schema", "worker:profile")
+            return
         self._token = token  # state reads go to this record's partition
         if isinstance(rec, RoutedEvent):
             self._event(rec, token)

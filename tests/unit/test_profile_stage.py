@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 
 from pipeline.events import LineItem, Page, PosTransaction
 from pipeline.testing import ListSink, Outbox
@@ -140,3 +141,17 @@ def test_old_dedupe_buckets_are_pruned_and_profiles_with_inline_ids_migrate():
     run(stage, [routed("L", page("old")), routed("L", page("new"))])
     migrated = decode(table[b"L"])
     assert migrated.events == 2 and migrated.seen == {}
+
+
+def test_a_poison_record_is_dead_lettered_and_its_neighbours_still_fold():
+    table: dict[bytes, bytes] = {}
+    sink: ListSink[Profile] = ListSink()
+    outbox = Outbox()
+    stage = ProfileStage(table, sink, outbox, by_customer="bc", dlq="dlq")
+    poison = [b"not json", b'{"type": "routed", "customer_id": 7}', b'{"type": "mystery"}']
+    run(stage, [routed("A", page("e1")), *poison, routed("A", page("e2"))])
+    assert decode(table[b"A"]).events == 2
+    letters = [v for topic, _k, v in outbox.take() if topic == "dlq"]
+    assert letters == poison  # the original bytes, for inspection and replay
+    with pytest.raises(msgspec.DecodeError):  # no dead-letter topic: loud
+        run(make()[3], [b"not json"])
