@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(default=32 * 1024, description="Largest accepted single event")
     max_batch_bytes: int = Field(default=512 * 1024, description="Largest accepted request body")
+    event_max_age_days: int = Field(
+        default=3650, ge=1, description="Oldest event time accepted, in days before receipt"
+    )
+    event_max_ahead_s: int = Field(
+        default=86400, ge=0, description="Newest event time accepted, in seconds after receipt"
+    )
     ack_timeout_ms: int = Field(
         default=5000, description="How long the collector waits for Kafka before answering 503"
     )

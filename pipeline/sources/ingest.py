@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from pipeline.config import Settings
-from pipeline.errors import TerminalError
+from pipeline.errors import InvalidEvent, TerminalError
 from pipeline.events import Envelope, Event, event_type
 from pipeline.kafka.producer import Record
 from pipeline.metrics import DEAD_LETTERED, EVENTS_IN
 from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.enrich import enrich, stable_message_id
 from pipeline.transforms.identifiers import strongest
-from pipeline.transforms.validate import check_rules, decode_event
+from pipeline.transforms.validate import check_event_time, check_rules, decode_event
 
 _encoder = msgspec.json.Encoder()
 
@@ -52,6 +52,8 @@ class Ingestor:
         self.events_topic = settings.topic("events")
         self.dlq_topic = settings.topic("events.dlq")
         self._salt = settings.pii_salt.get_secret_value()
+        self._max_age = timedelta(days=settings.event_max_age_days)
+        self._max_ahead = timedelta(seconds=settings.event_max_ahead_s)
 
     def prepare_raw(
         self,
@@ -107,15 +109,19 @@ class Ingestor:
         received_at: datetime,
         index: int,
     ) -> None:
-        enriched = enrich(
-            event,
-            received_at=received_at,
-            source=source,
-            message_id=event.message_id or stable_message_id(raw, source, index),
-            batch_sent_at=batch_sent_at,
-            salt=self._salt,
-            hash_pii=self.settings.hash_pii,
-        )
+        try:
+            enriched = enrich(
+                event,
+                received_at=received_at,
+                source=source,
+                message_id=event.message_id or stable_message_id(raw, source, index),
+                batch_sent_at=batch_sent_at,
+                salt=self._salt,
+                hash_pii=self.settings.hash_pii,
+            )
+        except OverflowError:  # clock-skew correction of a time near year 1 or 9999
+            raise InvalidEvent("timestamp or sentAt out of any usable range", "rule") from None
+        check_event_time(enriched.timestamp, received_at, self._max_age, self._max_ahead)
         key = strongest(enriched.identities)
         out.records.append(
             Record(

@@ -7,6 +7,7 @@ an ``Order Completed`` needs an order id and a numeric revenue).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -27,17 +28,21 @@ _decoder = msgspec.json.Decoder(Event)
 _typed_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
+MAX_AMOUNT = 1e9  # every money column downstream (Float64, Int64 points) holds this
+MAX_QUANTITY = 1_000_000
+
+
 class _Product(msgspec.Struct):
-    price: Annotated[float, Meta(ge=0)] | None = None
-    quantity: Annotated[int, Meta(ge=0)] | None = None
+    price: Annotated[float, Meta(ge=0, le=MAX_AMOUNT)] | None = None
+    quantity: Annotated[int, Meta(ge=0, le=MAX_QUANTITY)] | None = None
     product_id: str | None = None
     sku: str | None = None
 
 
 class _Order(msgspec.Struct):
     order_id: Annotated[str, Meta(min_length=1)]
-    revenue: Annotated[float, Meta(ge=0)] | None = None
-    total: Annotated[float, Meta(ge=0)] | None = None
+    revenue: Annotated[float, Meta(ge=0, le=MAX_AMOUNT)] | None = None
+    total: Annotated[float, Meta(ge=0, le=MAX_AMOUNT)] | None = None
     products: list[_Product] = []
 
 
@@ -101,6 +106,31 @@ def _check_ecommerce(name: str, properties: dict[str, Any]) -> None:
                 )
     except msgspec.ValidationError as exc:
         raise InvalidEvent(f"{name}: {exc}".replace("`$", "`$.properties"), "rule") from None
+
+
+def check_event_time(
+    event_time: datetime | None, received_at: datetime, max_age: timedelta, max_ahead: timedelta
+) -> None:
+    """Event time within a window around receipt (``CRM_EVENT_MAX_AGE_DAYS``/``_AHEAD_S``).
+
+    Outside it the event is dead-lettered rather than clamped: a time from year 1 or
+    9999 is a client bug whose real time nobody knows, and ClickHouse's DateTime64 and
+    every time-relative segment would carry the nonsense otherwise.
+    """
+    if event_time is None:
+        return
+    if event_time < received_at - max_age:
+        raise InvalidEvent(
+            f"timestamp {event_time.isoformat()} is more than {max_age.days} days before "
+            f"receipt ({received_at.isoformat()})",
+            "rule",
+        )
+    if event_time > received_at + max_ahead:
+        raise InvalidEvent(
+            f"timestamp {event_time.isoformat()} is more than {int(max_ahead.total_seconds())} s "
+            f"after receipt ({received_at.isoformat()})",
+            "rule",
+        )
 
 
 def _normalise_keys(properties: dict[str, Any]) -> dict[str, Any]:

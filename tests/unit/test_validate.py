@@ -131,3 +131,67 @@ def test_email_event_decodes():
         )
     )
     assert isinstance(ev, Email) and ev.campaign_id == "c1"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "0001-01-01T00:00:00Z",
+        "1850-06-01T00:00:00Z",
+        "2300-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_event_times_outside_the_window_are_dead_lettered_with_the_reason(when):
+    from pipeline.config import Settings
+    from pipeline.sources.ingest import Ingestor
+
+    doc = {"type": "track", "event": "Signed Up", "userId": "u1", "timestamp": when}
+    prepared = Ingestor(Settings()).prepare_raw([enc(doc)], source="test")
+    assert prepared.accepted == 0 and len(prepared.rejected) == 1
+    assert "timestamp" in prepared.rejected[0].reason, prepared.rejected[0].reason
+
+
+def test_clock_skew_correction_that_leaves_any_date_range_is_an_invalid_event_not_a_crash():
+    from pipeline.config import Settings
+    from pipeline.sources.ingest import Ingestor
+
+    doc = {
+        "type": "page",
+        "anonymousId": "a",
+        "timestamp": "0001-01-02T00:00:00Z",
+        "sentAt": "9999-12-31T00:00:00Z",
+    }
+    prepared = Ingestor(Settings()).prepare_raw([enc(doc)], source="test")
+    assert prepared.accepted == 0 and "range" in prepared.rejected[0].reason
+
+
+def test_recent_and_historical_times_within_the_window_are_accepted():
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.config import Settings
+    from pipeline.sources.ingest import Ingestor
+
+    now = datetime.now(UTC)
+    docs = [
+        {"type": "page", "anonymousId": "a", "timestamp": (now - timedelta(days=d)).isoformat()}
+        for d in (0, 400, 3000)
+    ]
+    assert Ingestor(Settings()).prepare_raw([enc(d) for d in docs], source="t").accepted == 3
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"order_id": "o1", "revenue": 1e30},
+        {"order_id": "o1", "total": 5e9},
+        {"order_id": "o1", "revenue": 10, "products": [{"sku": "s", "price": 1e12}]},
+        {"sku": "s", "price": 1e30},
+        {"sku": "s", "quantity": 10**12},
+    ],
+)
+def test_amounts_no_downstream_column_can_hold_are_rejected(properties):
+    name = "Order Completed" if "order_id" in properties else "Product Added"
+    doc = {"type": "track", "event": name, "userId": "u", "properties": properties}
+    with pytest.raises(InvalidEvent, match="properties"):
+        decode_event(enc(doc))
