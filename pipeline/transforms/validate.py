@@ -25,6 +25,36 @@ from pipeline.events import (
 )
 
 _decoder = msgspec.json.Decoder(Event)
+# What a JSON parser raises on bytes that are not JSON: msgspec's own error, invalid
+# UTF-8 inside a string, and nesting deeper than the interpreter's recursion limit.
+MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+MAX_DEPTH = 32  # nesting of properties, traits, context: deeper is a bug or an attack
+
+
+def malformed(exc: BaseException) -> str:
+    """The reason a body is not JSON, in words a client can act on."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"malformed JSON: invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "malformed JSON: nested too deeply"
+    return f"malformed JSON: {exc}"
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True if dicts and lists nest more than ``limit`` levels."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            v
+            for x in level
+            for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())
+            if isinstance(v, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 _typed_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
@@ -67,14 +97,17 @@ def decode_event(raw: bytes | memoryview, expected: type[Envelope] | None = None
         event: Event = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(str(exc), "schema") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidEvent(f"malformed JSON: {exc}", "malformed") from None
+    except MALFORMED as exc:
+        raise InvalidEvent(malformed(exc), "malformed") from None
     check_rules(event)
     return event
 
 
 def check_rules(event: Event) -> None:
     kind = event_type(event)
+    for name in ("properties", "traits", "context"):
+        if too_deep(getattr(event, name, None)):
+            raise InvalidEvent(f"{kind}: {name} nested deeper than {MAX_DEPTH} levels", "rule")
     if isinstance(event, Alias) and not event.user_id:
         raise InvalidEvent("alias: userId is required", "rule")
     if kind in SEGMENT_TYPES and not (event.user_id or event.anonymous_id):

@@ -3,6 +3,8 @@ import gzip
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from pipeline.config import Settings
@@ -189,3 +191,77 @@ def test_metrics_endpoint(client):
     client.post("/v1/track", json={"userId": "u", "event": "x"}, headers=AUTH)
     text = client.get("/metrics").text
     assert "crm_events_in_total" in text and "crm_http_request_seconds" in text
+
+
+DEEP = "{" + '"a":{' * 1000 + "}" * 1001
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/page", b'{"type":"page","anonymousId":"a\xff","name":"x"}', "invalid UTF-8"),
+        ("/v1/batch", b'{"batch":[{"type":"page","anonymousId":"\xfe"}]}', "invalid UTF-8"),
+        ("/v1/track", ('{"event":"e","userId":"u","properties":' + DEEP + "}").encode(), "deep"),
+        ("/v1/batch", ('{"batch":[{"type":"track","properties":' + DEEP + "}]}").encode(), "deep"),
+        ("/v1/webhooks/sendgrid", b'[{"email":"\xff"}]', "invalid UTF-8"),
+    ],
+)
+def test_bytes_that_are_not_json_get_a_400_and_a_dead_letter_never_a_500(
+    producer, path, body, message
+):
+    settings = Settings(write_keys="k1", topic_prefix="t.")  # default size limits
+    with TestClient(create_app(settings, producer)) as client:
+        r = client.post(path, content=body, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 400 and message in r.text, r.text
+    (letter,) = [rec for rec in producer.records if rec.topic == "t.events.dlq"]
+    assert letter.value in body  # the whole body, or in a batch the one bad event
+
+
+def test_properties_nested_deeper_than_the_limit_are_rejected_with_the_reason(client, producer):
+    props: dict = {}
+    cur = props
+    for _ in range(40):
+        cur["a"] = {}
+        cur = cur["a"]
+    r = client.post(
+        "/v1/track", json={"event": "e", "userId": "u", "properties": props}, headers=AUTH
+    )
+    assert r.status_code == 400 and "nested deeper than 32" in r.text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["track", "page", "identify", "screen", "alias", "group", "x"]),
+        "userId": st.text(max_size=300) | st.integers(),
+        "anonymousId": st.text(max_size=10),
+        "event": st.text(max_size=300),
+        "timestamp": st.text(max_size=30) | st.datetimes().map(lambda d: d.isoformat() + "Z"),
+        "properties": json_values,
+        "traits": json_values,
+        "context": json_values,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(["/v1/batch", "/v1/track", "/v1/page", "/v1/identify", "/v1/pos/transactions"]),
+    st.one_of(
+        st.binary(max_size=300),
+        envelopes.map(lambda e: msgspec.json.encode(e)),
+        st.lists(envelopes, max_size=5).map(lambda b: msgspec.json.encode({"batch": b})),
+    ),
+)
+def test_no_payload_gets_a_server_error(client, path, body):
+    r = client.post(path, content=body, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code < 500, (r.status_code, r.text[:300])

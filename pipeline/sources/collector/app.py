@@ -47,6 +47,7 @@ from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
 from pipeline.sources.ingest import Ingestor, Prepared
 from pipeline.transforms.sendgrid import to_email_event
+from pipeline.transforms.validate import MALFORMED, malformed
 
 log = get_logger("collector")
 _encode = msgspec.json.Encoder().encode
@@ -130,7 +131,7 @@ class Collector:
         if key is None and header is None:
             try:
                 key = self._key_decoder.decode(body).write_key
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (*MALFORMED, msgspec.ValidationError):
                 key = None
         if key is None:
             raise HTTPError(
@@ -190,11 +191,10 @@ class Collector:
         if stripped[:1] == b"[" and expected is PosTransaction:
             try:
                 items = msgspec.json.decode(body, type=list[msgspec.Raw])
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self.dead_letter_body(
-                    body, TerminalError(f"malformed JSON: {exc}", "malformed"), source
-                )
-                raise HTTPError(400, f"malformed JSON: {exc}", "malformed") from None
+            except (*MALFORMED, msgspec.ValidationError) as exc:
+                reason = malformed(exc)
+                await self.dead_letter_body(body, TerminalError(reason, "malformed"), source)
+                raise HTTPError(400, reason, "malformed") from None
             prepared = self.ingestor.prepare_raw(items, source=source, expected=expected)
             await self.publish(prepared, source)
             return self.outcome(prepared, single=False)
@@ -207,9 +207,9 @@ class Collector:
         self.authenticate(request, body)
         try:
             parsed = self._batch_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            kind = "malformed" if isinstance(exc, msgspec.DecodeError) else "schema"
-            reason = f"malformed JSON: {exc}" if kind == "malformed" else f"batch body: {exc}"
+        except (*MALFORMED, msgspec.ValidationError) as exc:
+            kind = "schema" if isinstance(exc, msgspec.ValidationError) else "malformed"
+            reason = malformed(exc) if kind == "malformed" else f"batch body: {exc}"
             await self.dead_letter_body(body, TerminalError(reason, kind), "batch")
             raise HTTPError(400, reason, kind) from None
         if not parsed.batch:
@@ -225,8 +225,8 @@ class Collector:
         self.authenticate(request, body)
         try:
             items = msgspec.json.decode(body, type=list[dict[str, Any]])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            reason = f"expected a JSON array of SendGrid events: {exc}"
+        except (*MALFORMED, msgspec.ValidationError) as exc:
+            reason = f"expected a JSON array of SendGrid events: {malformed(exc)}"
             await self.dead_letter_body(body, TerminalError(reason, "malformed"), "sendgrid")
             raise HTTPError(400, reason, "malformed") from None
         mapped: list[tuple[bytes, Event | TerminalError]] = []
