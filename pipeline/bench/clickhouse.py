@@ -39,7 +39,8 @@ def sink_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, A
         start = None
         while True:
             try:
-                n = int(query(s, "SELECT count() FROM events")["rows"][0][0])
+                # never open the store here: it would hold chdb's lock the sink needs
+                n = int(query(s, "SELECT count() FROM events", open_store=False)["rows"][0][0])
             except Exception:
                 n = 0
             if start is None and n > 0:

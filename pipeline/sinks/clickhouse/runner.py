@@ -12,7 +12,14 @@
   replayed worker) are skipped with a Redis marker keyed by event id whose value
   is the record's own position, so a retried record is never mistaken for a copy;
   events re-published by ``crm replay`` (possibly older than the markers' TTL) are
-  also checked against the ``events`` table itself.
+  also checked against the ``events`` table itself;
+* ClickHouse parses the rows: each insert is one MsgPack blob (``wire.py``), not
+  Python values serialised one by one; a record that cannot be decoded or stored
+  becomes a ``failed_events`` row (``error_type = 'sink'``, inserted with the same
+  token) instead of stopping its batch;
+* a batch's inserts run on a second thread while the next batch is read, decoded
+  and encoded (one batch in flight; its offsets are committed, and its intent
+  cleared, before the next batch's intent is written and its inserts start).
 """
 
 from __future__ import annotations
@@ -22,17 +29,19 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
+from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
     EVENT_COLUMNS,
@@ -40,20 +49,39 @@ from pipeline.sinks.clickhouse.rows import (
     MERGE_COLUMNS,
     SNAPSHOT_COLUMNS,
     Snapshot,
-    change_row,
-    event_row,
-    failed_row,
-    snapshot_row,
+)
+from pipeline.sinks.clickhouse.wire import (
+    FORMAT,
+    change_wire,
+    event_wire,
+    failed_wire,
+    merge_wire,
+    pack,
+    pack_each,
+    sink_failure_wire,
+    snapshot_wire,
 )
 from pipeline.transforms.profile import Change
 from pipeline.worker.records import IdentityDecision, RoutedEvent, routed_decoder
 
 log = get_logger("clickhouse-sink")
 TP = tuple[str, int]
-SEEN_TTL_S = 7 * 24 * 3600
 _snapshot = msgspec.json.Decoder(Snapshot)
 _decision = msgspec.json.Decoder(IdentityDecision)
 _change = msgspec.json.Decoder(Change)
+
+
+class Insert(NamedTuple):
+    table: str
+    columns: list[str]
+    blob: bytes
+    rows: int
+    token: str
+
+
+class Prepared(NamedTuple):
+    ranges: dict[TP, tuple[int, int]]
+    inserts: list[Insert]
 
 
 class ClickHouseSink:
@@ -80,9 +108,9 @@ class ClickHouseSink:
             }
         )
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.intent_path = (
-            settings.data_dir / "sinks" / f"{settings.topic_prefix}clickhouse-intent.json"
-        )
+        self.markers = SeenMarkers(self.redis, settings.redis_prefix)
+        self.io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-markers")
+        self.intent_path = intent_file(settings)
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         self.intent: dict[TP, tuple[int, int]] = self._load_intent()
         self.carry: list[Message] = []
@@ -129,22 +157,6 @@ class ClickHouseSink:
                 self.carry.extend(by_tp.pop(tp))  # wait until the whole range is back
         return by_tp
 
-    def _duplicates(self, records: list[tuple[str, str]]) -> set[str]:
-        """Positions whose event id was already written from another position."""
-        if not records:
-            return set()
-        pipe = self.redis.pipeline(transaction=False)
-        prefix = f"{self.settings.redis_prefix}chseen:"
-        for event_id, position in records:
-            pipe.set(prefix + event_id, position, nx=True, ex=SEEN_TTL_S)
-            pipe.get(prefix + event_id)
-        out = pipe.execute()
-        return {
-            position
-            for (_eid, position), stored in zip(records, out[1::2], strict=True)
-            if stored is not None and stored.decode() != position
-        }
-
     def _already_inserted(self, event_ids: list[str]) -> set[str]:
         """Replayed events may be older than the Redis markers' TTL: ask ClickHouse itself."""
         if not event_ids:
@@ -156,112 +168,193 @@ class ClickHouseSink:
             )
         return {row[0] for row in result.result_rows}
 
-    def rows_for(self, topic: str, msgs: list[Message]) -> list[list[Any]]:
-        table = self.tables[topic][0]
-        rows: list[list[Any]] = []
-        if table == "events":
-            routed = []
-            for m in msgs:
+    def _events(
+        self, msgs: list[Message], partition: int, failed: list[list[Any]]
+    ) -> list[tuple[list[Any], Message]]:
+        routed: list[tuple[RoutedEvent, Message, str]] = []
+        for m in msgs:
+            try:
                 rec = routed_decoder.decode(m.value() or b"{}")
-                if isinstance(rec, RoutedEvent) and not rec.forwarded:
-                    routed.append((rec, m))
-            dupes = self._duplicates(
-                [(r.event.message_id or "", f"{m.partition()}:{m.offset()}") for r, m in routed]
-            )
-            present = self._already_inserted(
-                [r.event.message_id or "" for r, m in routed if r.event.replayed]
-            )
-            for rec, m in routed:
-                if rec.event.replayed and (rec.event.message_id or "") in present:
-                    continue
-                if f"{m.partition()}:{m.offset()}" not in dupes:
-                    rows.append(
-                        event_row(rec.event, rec.customer_id, m.partition() or 0, m.offset() or 0)
-                    )
-        elif table == "failed_events":
-            rows = [
-                failed_row(m.value() or b"", m.headers(), m.partition() or 0, m.offset() or 0)
-                for m in msgs
-            ]
-        elif table == "segment_changes":
-            rows = [
-                change_row(_change.decode(m.value() or b"{}"), m.partition() or 0, m.offset() or 0)
-                for m in msgs
-            ]
-        elif table == "profile_snapshots":
-            rows = [snapshot_row(_snapshot.decode(m.value() or b"{}")) for m in msgs if m.value()]
-        else:
-            for m in msgs:
-                d = _decision.decode(m.value() or b"{}")
-                if d.action == "merged" and d.absorbed:
-                    rows.append([d.absorbed, d.customer_id, d.at, d.event_id])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                failed.append(_failure(m, f"undecodable record: {exc}"))
+                continue
+            if isinstance(rec, RoutedEvent) and not rec.forwarded:
+                routed.append((rec, m, f"{partition}:{m.offset()}"))
+        # Redis checks the markers on the other core while this thread builds the rows
+        marking = self.io.submit(
+            self.markers.duplicates, [(r.event.message_id or "", at) for r, _m, at in routed]
+        )
+        present = self._already_inserted(
+            [r.event.message_id or "" for r, _m, _at in routed if r.event.replayed]
+        )
+        built: list[tuple[list[Any] | Exception, Message, str]] = []
+        for rec, m, at in routed:
+            if rec.event.replayed and (rec.event.message_id or "") in present:
+                continue
+            try:
+                row: list[Any] | Exception = event_wire(
+                    rec.event, rec.customer_id, partition, m.offset() or 0
+                )
+            except Exception as exc:  # one bad row must not stop the others
+                row = exc
+            built.append((row, m, at))
+        dupes = marking.result()
+        rows: list[tuple[list[Any], Message]] = []
+        for row, m, at in built:
+            if at in dupes:
+                continue
+            if isinstance(row, Exception):
+                failed.append(_failure(m, f"events: {row}"))
+            else:
+                rows.append((row, m))
         return rows
 
-    def insert(
-        self,
-        table: str,
-        columns: list[str],
-        rows: list[list[Any]],
-        token: str,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def rows_for(self, topic: str, msgs: list[Message]) -> tuple[bytes, int, list[list[Any]]]:
+        """The table's rows as one MsgPack blob, their count, and ``failed_events`` rows."""
+        table = self.tables[topic][0]
+        partition = (msgs[0].partition() or 0) if msgs else 0
+        failed: list[list[Any]] = []
+        pairs: list[tuple[list[Any], Message]] = []
+        if table == "events":
+            pairs = self._events(msgs, partition, failed)
+        else:
+            for m in msgs:
+                try:
+                    row = self._row(table, m, partition)
+                except Exception as exc:  # undecodable or unstorable: dead-letter it
+                    failed.append(_failure(m, f"{table}: {exc}"))
+                    continue
+                if row is not None:
+                    pairs.append((row, m))
+        blob, bad = pack_each([row for row, _m in pairs])
+        failed.extend(_failure(pairs[i][1], f"{table}: {why}") for i, why in bad)
+        if failed:
+            log.warning("records not storable, see failed_events", table=table, n=len(failed))
+        return blob, len(pairs) - len(bad), failed
+
+    def _row(self, table: str, m: Message, partition: int) -> list[Any] | None:
+        value, offset = m.value() or b"", m.offset() or 0
+        if table == "failed_events":
+            return failed_wire(value, m.headers(), partition, offset)
+        if table == "segment_changes":
+            return change_wire(_change.decode(value or b"{}"), partition, offset)
+        if table == "profile_snapshots":
+            return snapshot_wire(_snapshot.decode(value)) if value else None
+        d = _decision.decode(value or b"{}")
+        if d.action == "merged" and d.absorbed:
+            return merge_wire(d.absorbed, d.customer_id, d.at, d.event_id)
+        return None
+
+    def prepare(self, by_tp: dict[TP, list[Message]]) -> Prepared:
+        """Everything a batch needs before inserting: offset ranges and encoded inserts."""
+        ranges = {tp: (msgs[0].offset() or 0, msgs[-1].offset() or 0) for tp, msgs in by_tp.items()}
+        inserts: list[Insert] = []
+        for (topic, partition), msgs in sorted(by_tp.items()):
+            table, columns = self.tables[topic]
+            first, last = ranges[(topic, partition)]
+            token = f"{topic}:{partition}:{first}-{last}"
+            blob, n, failed = self.rows_for(topic, msgs)
+            if n:
+                inserts.append(Insert(table, columns, blob, n, token))
+            if failed:
+                blob = pack(failed)
+                inserts.append(Insert("failed_events", FAILED_COLUMNS, blob, len(failed), token))
+        return Prepared(ranges, inserts)
+
+    def insert(self, part: Insert, sleep: Callable[[float], None] = time.sleep) -> None:
         delay = 0.2
         while True:
             try:
                 start = time.perf_counter()
                 with self.lock:
-                    self.client.insert(
-                        table,
-                        rows,
-                        column_names=columns,
+                    self.client.raw_insert(
+                        part.table,
+                        part.columns,
+                        insert_block=part.blob,
+                        fmt=FORMAT,
                         settings={
-                            "insert_deduplication_token": token,
+                            "insert_deduplication_token": part.token,
                             "deduplicate_blocks_in_dependent_materialized_views": 1,
                         },
                     )
                 SINK_SECONDS.labels("clickhouse").observe(time.perf_counter() - start)
-                EVENTS_OUT.labels(f"clickhouse:{table}").inc(len(rows))
+                EVENTS_OUT.labels(f"clickhouse:{part.table}").inc(part.rows)
                 return
             except Exception as exc:  # ClickHouse down or busy: keep the batch, retry
                 log.warning(
                     "clickhouse insert failed, retrying",
-                    table=table,
+                    table=part.table,
                     error=str(exc)[:300],
                     retry_in=delay,
                 )
                 sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def flush(self, by_tp: dict[TP, list[Message]]) -> int:
-        if not by_tp:
-            return 0
-        ranges = {tp: (msgs[0].offset() or 0, msgs[-1].offset() or 0) for tp, msgs in by_tp.items()}
-        self._save_intent({**self.intent, **ranges})
-        written = 0
-        for (topic, partition), msgs in sorted(by_tp.items()):
-            table, columns = self.tables[topic]
-            rows = self.rows_for(topic, msgs)
-            if rows:
-                first, last = ranges[(topic, partition)]
-                self.insert(table, columns, rows, f"{topic}:{partition}:{first}-{last}")
-                written += len(rows)
+    def start(self, batch: Prepared) -> None:
+        """Record the batch's intent; its inserts may begin after this."""
+        if batch.ranges:
+            self._save_intent({**self.intent, **batch.ranges})
+
+    def write(self, batch: Prepared) -> int:
+        for part in batch.inserts:
+            self.insert(part)
+        return sum(p.rows for p in batch.inserts)
+
+    def finish(self, batch: Prepared, written: int) -> None:
+        """After every insert of the batch: commit its offsets, then clear its intent."""
+        if not batch.ranges:
+            return
         self.consumer.commit(
-            offsets=[TopicPartition(t, p, last + 1) for (t, p), (_f, last) in ranges.items()],
+            offsets=[TopicPartition(t, p, last + 1) for (t, p), (_f, last) in batch.ranges.items()],
             asynchronous=False,
         )
-        for tp in ranges:
+        for tp in batch.ranges:
             self.intent.pop(tp, None)
         self._save_intent(self.intent)
         self.inserted += written
+
+    def flush(self, by_tp: dict[TP, list[Message]]) -> int:
+        """One batch, start to end, on the calling thread."""
+        if not by_tp:
+            return 0
+        batch = self.prepare(by_tp)
+        self.start(batch)
+        written = self.write(batch)
+        self.finish(batch, written)
         return written
 
     def run(self, stop: threading.Event, max_rows: int = 10_000, max_wait: float = 1.0) -> None:
         self.consumer.subscribe(list(self.tables))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
+        in_flight: tuple[Prepared, Future[int]] | None = None
         try:
             while not stop.is_set():
-                self.flush(self.collect(max_rows, max_wait))
+                batch = self.prepare(self.collect(max_rows, max_wait))
+                if in_flight is not None:
+                    self.finish(in_flight[0], in_flight[1].result())
+                    in_flight = None
+                if batch.ranges:
+                    self.start(batch)
+                    in_flight = (batch, pool.submit(self.write, batch))
+            if in_flight is not None:
+                self.finish(in_flight[0], in_flight[1].result())
         finally:
+            pool.shutdown(wait=True)
+            self.io.shutdown(wait=True)
             self.consumer.close()
+
+
+def _failure(m: Message, reason: str) -> list[Any]:
+    kind, at_ms = m.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        at_ms = int(time.time() * 1000)
+    return sink_failure_wire(
+        m.value() or b"",
+        reason.encode("utf-8", "replace").decode(),
+        m.partition() or 0,
+        m.offset() or 0,
+        at_ms,
+    )
 
 
 def sink_main(
