@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, description="Prometheus port of a worker (0: off)")
     worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
     worker_batch_ms: int = Field(default=50, ge=1, description="Longest wait to fill a batch")
+    churn_min_labels: int = Field(
+        default=500,
+        ge=0,
+        description="Churn labels a worker's model learns before its risk replaces the prior",
+    )
     model_refit_every: int = Field(
         default=2000, ge=10, description="Purchases between lifetime-value refits of a worker"
     )

@@ -58,7 +58,7 @@ def _visitors(profiles: list[Profile]) -> list[tuple[str, str]]:
 
 def _risk(p: Profile) -> float:
     score = p.scores.get("churn_risk")
-    return float(score.value) if score is not None else 0.0
+    return float(score.value) if score is not None and score.value is not None else 0.0
 
 
 def print_audience(

@@ -39,6 +39,7 @@ class ModelHost:
         else:
             self.scorer = Scorer()
         self.scorer.refit_every = settings.model_refit_every
+        self.scorer.min_labels = settings.churn_min_labels
 
     def processed(self, batch: list[Any]) -> None:
         for event in batch:

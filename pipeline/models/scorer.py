@@ -12,19 +12,22 @@ until the first fit there is no lifetime value, only churn and recommendations.
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.events import Event, PosTransaction, Track
 from pipeline.models.churn import ChurnModel
-from pipeline.models.clv import Clv, Rfm, fit_clv
+from pipeline.models.clv import DAY_MS, Clv, Rfm, fit_clv
 from pipeline.models.features import rfm
 from pipeline.models.recommend import CoOccurrence, affinities
 from pipeline.transforms.fold import PREFERENCES_EVENT, event_time_ms
 from pipeline.transforms.profile import Lww, Profile
 
 SAMPLE = 20_000  # customers kept for lifetime-value fits
+MIN_LABELS = 500  # churn labels the model learns before its answers replace the prior
+BASE_RATE_LABELS = 20  # labels before the observed churn share is a usable prior
 
 
 def items_of(event: Event) -> list[tuple[str, str | None]]:
@@ -62,6 +65,7 @@ class Scorer:
     categories: dict[str, str] = field(default_factory=dict)  # product -> category
     clv: Clv | None = None
     sample: dict[str, Rfm] = field(default_factory=dict)
+    sampled_at: dict[str, int] = field(default_factory=dict)  # event time each was recorded
     purchases: int = 0
     fitted_at: int = 0  # purchases count at the last fit
     refit_every: int = 2_000
@@ -70,6 +74,7 @@ class Scorer:
     recs_due: dict[str, bool] = field(default_factory=dict)  # customer -> urgent: items or
     # stated preferences changed since their recommendations were computed
     recs_every_ms: int = 60_000  # a browsing customer's list refreshes at most this often
+    min_labels: int = MIN_LABELS  # CRM_CHURN_MIN_LABELS
 
     def observe(self, profile: Profile, event: Event) -> None:
         t = event_time_ms(event)
@@ -87,11 +92,14 @@ class Scorer:
             self.churn.observe_purchase(cid, profile, t)
             stats = rfm(profile, t)
             if stats is not None:
+                at = self.__dict__.setdefault("sampled_at", {})  # absent in older checkpoints
                 if cid in self.sample or len(self.sample) < SAMPLE:
-                    self.sample[cid] = stats
+                    self.sample[cid], at[cid] = stats, t
                 elif self.rng.random() < 0.1:
-                    self.sample.pop(self.rng.choice(list(self.sample)))
-                    self.sample[cid] = stats
+                    gone = self.rng.choice(list(self.sample))
+                    self.sample.pop(gone)
+                    at.pop(gone, None)
+                    self.sample[cid], at[cid] = stats, t
             if self.purchases - self.fitted_at >= self.refit_every or (
                 self.clv is None and self.purchases - self.fitted_at >= min(200, self.refit_every)
             ):
@@ -100,8 +108,20 @@ class Scorer:
             self.churn.advance(t)
 
     def refit(self) -> None:
+        """Fit lifetime value on the sample as of now, not as of each customer's last purchase.
+
+        A customer's statistics are recorded when they buy; by the fit, T (their age) has
+        grown by the silence since. Without that, everyone looks like they just bought,
+        BG/NBD sees no dropout at all and P(alive) is 1 for every customer.
+        """
         self.fitted_at = self.purchases
-        fitted = fit_clv(list(self.sample.values()), self.horizon_days)
+        now = self.churn.clock
+        at = self.__dict__.setdefault("sampled_at", {})
+        stats = [
+            replace(s, T=s.T + max(0, now - at.get(cid, now)) / DAY_MS)
+            for cid, s in self.sample.items()
+        ]
+        fitted = fit_clv(stats, self.horizon_days)
         if fitted is not None:
             self.clv = fitted
 
@@ -113,9 +133,12 @@ class Scorer:
             profile.scores[name] = Lww(value, now, stamp)
 
         if profile.orders:
-            churn = self.churn.predict(profile, now)
-            put("churn_risk", round(churn["churn_risk"], 4))
+            churn = self.churn_risk(profile, now)
+            risk = churn["churn_risk"]
+            put("churn_risk", None if risk is None else round(risk, 4))
             put("churn_reasons", churn["reasons"])
+            put("churn_source", churn["source"])
+            put("churn_labels", self.churn.learned)
             put("model_version", churn["model_version"])
             stats = rfm(profile, now)
             if self.clv is not None and stats is not None:
@@ -144,6 +167,34 @@ class Scorer:
             excluded = set(prefs["excluded"])
             recs = [sku for sku in recs if self.categories.get(sku) not in excluded]
         put("recommendations", recs[:10])
+
+    def churn_risk(self, profile: Profile, now: int) -> dict[str, Any]:
+        """The model's answer once it learned ``min_labels`` labels; a prior before that.
+
+        The prior is right on average rather than a constant: BG/NBD's probability of no
+        purchase within the customer's own silence horizon (the question the model's
+        labels answer), fitted on the population; the observed churn share while there
+        is no fit yet; and no risk at all (``None``) while there is neither.
+        """
+        min_labels = getattr(self, "min_labels", MIN_LABELS)  # absent in older checkpoints
+        learned = self.churn.learned
+        if learned >= min_labels:
+            return {**self.churn.predict(profile, now), "source": "model"}
+        progress = f"{learned} of {min_labels} labels learned"
+        stats = rfm(profile, now)
+        if self.clv is not None and stats is not None:
+            days = self.churn.silence.days(profile.purchase_times)
+            p = 1.0 - self.clv.bgnbd.p_purchase(stats, days)
+            why = f"prior: all customers' purchase rhythms ({progress})"
+            if math.isfinite(p):
+                return self._prior(min(max(p, 0.0), 1.0), why, "prior:bgnbd")
+        if learned >= BASE_RATE_LABELS:
+            why = f"prior: share of customers who lapsed ({progress})"
+            return self._prior(self.churn.churned / learned, why, "prior:base-rate")
+        return self._prior(None, f"not enough data yet ({progress})", "none")
+
+    def _prior(self, p: float | None, why: str, source: str) -> dict[str, Any]:
+        return {"churn_risk": p, "reasons": [why], "model_version": source, "source": source}
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"churn": self.churn.stats(), "purchases_seen": self.purchases}

@@ -246,3 +246,57 @@ def test_affinities_decay_with_time_and_excluded_categories_drop():
     assert affinities(p, now)["categories"][:2] == ["beauty", "shoes"]
     p.preferences["excluded_categories"] = Lww(["beauty"], T0, "pref")
     assert affinities(p, now)["categories"] == ["shoes"]
+
+
+def _history_until(cut_days_before_end: int, min_labels: int):  # type: ignore[no-untyped-def]
+    """Fold 500 days of receipts up to a cut; return scorer, profiles, cut and what came after."""
+    from pipeline.transforms.fold import event_time_ms
+
+    events = [decoder.decode(r.value) for r in purchase_history(Settings(), 600, 500, seed=4)]
+    cut = event_time_ms(events[-1]) - cut_days_before_end * DAY_MS
+    scorer = Scorer(refit_every=100, min_labels=min_labels)
+    profiles: dict[str, Profile] = {}
+    after: dict[str, list[int]] = {}
+    for e in events:
+        cid, t = e.identities["loyalty_id"], event_time_ms(e)
+        if t > cut:
+            after.setdefault(cid, []).append(t)
+            continue
+        p = profiles.setdefault(cid, Profile(customer_id=cid))
+        if fold_into(p, e):
+            scorer.observe(p, e)
+    scorer.churn.advance(cut)
+    return scorer, profiles, cut, after
+
+
+def test_the_churn_prior_is_right_on_average_before_the_model_has_learned():
+    scorer, profiles, cut, after = _history_until(120, min_labels=10**9)
+    predicted, lapsed = [], []
+    for cid, p in profiles.items():
+        scorer.score(p)
+        assert p.scores["churn_source"].value == "prior:bgnbd"
+        predicted.append(p.scores["churn_risk"].value)
+        horizon = scorer.churn.silence.days(p.purchase_times) * DAY_MS
+        lapsed.append(not any(cut < t <= cut + horizon for t in after.get(cid, [])))
+    mean_predicted, observed = sum(predicted) / len(predicted), sum(lapsed) / len(lapsed)
+    assert abs(mean_predicted - observed) < 0.08, (mean_predicted, observed)
+    assert len(set(predicted)) > 100  # a per-customer prior, not a constant
+    # BG/NBD is fitted on customers as they are now, not as of their last purchase: some
+    # are not alive any more (before the fix, P(alive) was 1 for everyone)
+    alive = [scorer.clv.bgnbd.p_alive(rfm(p, cut)) for p in profiles.values()]  # type: ignore[union-attr,arg-type]
+    assert min(alive) < 0.2 and max(alive) > 0.9
+
+
+def test_churn_risk_comes_from_the_model_once_it_learned_enough_and_never_from_nothing():
+    scorer, profiles, _cut, _after = _history_until(120, min_labels=200)
+    p = next(iter(profiles.values()))
+    scorer.score(p)
+    assert p.scores["churn_source"].value == "model" and p.scores["churn_labels"].value >= 200
+    scorer.clv, scorer.min_labels = None, 10**9  # no fit yet, not enough labels
+    scorer.score(p)
+    assert p.scores["churn_source"].value == "prior:base-rate"
+    assert p.scores["churn_risk"].value == round(scorer.churn.churned / scorer.churn.learned, 4)
+    fresh = Scorer()
+    buyer = fold(Profile(customer_id="c"), pos(1, 0))
+    fresh.score(buyer)
+    assert buyer.scores["churn_risk"].value is None and buyer.scores["churn_source"].value == "none"
