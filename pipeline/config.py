@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     table_store: str = Field(
         default="rocksdb://", description="Faust table store (rocksdb:// or memory://)"
     )
+    table_cache_mb: int = Field(
+        default=32,
+        ge=1,
+        description="RocksDB block cache per table partition, MB (Faust's default is 2 GB each)",
+    )
+    table_write_buffer_mb: int = Field(
+        default=16, ge=1, description="RocksDB write buffer per table partition, MB (two kept)"
+    )
     api_host: str = Field(
         default="127.0.0.1", description="Profile/personalization API bind address"
     )
