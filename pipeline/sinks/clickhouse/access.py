@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 
 from pipeline.config import Settings
-from pipeline.sinks.clickhouse.client import connect
-from pipeline.sinks.clickhouse.query_server import run_query
+from pipeline.sinks.clickhouse.query_server import ReadOnlySql
 
 
 def query(settings: Settings, sql: str, open_store: bool = True) -> dict[str, Any]:
@@ -30,8 +29,8 @@ def query(settings: Settings, sql: str, open_store: bool = True) -> dict[str, An
             if resp.status_code != 200:
                 raise ValueError(body.get("error", resp.text))
             return dict(body)
-    client = connect(settings.clickhouse_dsn)
+    session = ReadOnlySql(settings.clickhouse_dsn, threading.Lock())
     try:
-        return run_query(client, threading.Lock(), sql)
+        return session.run(sql)
     finally:
-        client.close()
+        session.close()

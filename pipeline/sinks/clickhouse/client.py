@@ -22,20 +22,20 @@ QUERIES = REPO_ROOT / "infra" / "clickhouse" / "queries"
 log = get_logger("clickhouse")
 
 
-def connect(dsn: str, wait_s: float = 60.0) -> Client:
+def connect(dsn: str, wait_s: float = 60.0, settings: dict[str, Any] | None = None) -> Client:
     """A client for a server URL or the embedded store.
 
     The embedded store admits one process; a previous owner that was just killed can
     hold its lock a moment longer, so opening it is retried for ``wait_s`` seconds.
     """
     if not dsn.startswith("chdb://"):
-        return clickhouse_connect.get_client(dsn=dsn)
+        return clickhouse_connect.get_client(dsn=dsn, settings=settings)
     Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     delay = 0.2
     while True:
         try:
-            return clickhouse_connect.get_client(dsn=dsn)
+            return clickhouse_connect.get_client(dsn=dsn, settings=settings)
         except Exception as exc:  # chdb raises its own errors for a held lock
             if time.monotonic() + delay > deadline:
                 raise
