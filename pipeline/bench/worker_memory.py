@@ -64,10 +64,14 @@ def worker_memory(
     ):
         task = bar.add_task("worker memory", total=total)
         while True:
-            done = max(0, total - group_lag(s, s.worker_id, topics[:1]))
+            # Progress in events fully processed: the identity stage runs ahead, so count
+            # what the profile stage still has to do (routed records not yet committed).
+            lag = group_lag(s, s.worker_id, topics[:1])
+            behind = group_lag(s, s.worker_id, topics[1:])
+            done = max(0, total - lag - behind)
             samples.append((done, rss_mb(p.pid)))
             bar.update(task, completed=done)
-            if done >= total and group_lag(s, s.worker_id, topics) == 0:
+            if lag == 0 and behind == 0:
                 break
             if p.poll() is not None:
                 raise RuntimeError(f"the worker exited with {p.returncode}; see {logs}")
