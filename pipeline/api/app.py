@@ -36,6 +36,7 @@ from pipeline.transforms.identifiers import IdentifierError, canonical
 from pipeline.transforms.personalize import load_personalization
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
+from pipeline.wire.keys import FORGOTTEN, RedisKeys
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Profile).decode
@@ -50,7 +51,9 @@ def _error(status: int, message: str) -> Response:
 
 
 # One round trip per lookup: identifier -> customer -> profile, following merges to the
-# survivor (keys are built in the script; Redis Cluster would need a hash tag here).
+# survivor. Key names come from pipeline.wire.keys as ARGV fragments: profile prefix,
+# customer prefix and merge-pointer suffix, and the erasure marker (Redis Cluster would
+# need a hash tag here).
 LOOKUP = """
 local cid = ARGV[2]
 if KEYS[1] ~= '' then
@@ -58,10 +61,10 @@ if KEYS[1] ~= '' then
   if not cid then return false end
 end
 for _ = 1, 10 do
-  local v = redis.call('HMGET', ARGV[1] .. 'profile:' .. cid, 'json', 'm')
+  local v = redis.call('HMGET', ARGV[1] .. cid, 'json', 'm')
   if v[1] then return {cid, v[1]} end
-  if v[2] == '(forgotten)' then return false end
-  local nxt = v[2] or redis.call('GET', ARGV[1] .. 'cust:' .. cid .. ':merged_into')
+  if v[2] == ARGV[5] then return false end
+  local nxt = v[2] or redis.call('GET', ARGV[3] .. cid .. ARGV[4])
   if not nxt then return false end
   cid = nxt
 end
@@ -71,12 +74,15 @@ return false
 
 class ProfileReader:
     def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
-        self.settings, self.r, self.p = settings, client, settings.redis_prefix
+        self.settings, self.r = settings, client
+        self.keys = RedisKeys(settings.redis_prefix)
         self.salt = settings.pii_salt.get_secret_value()
         self._lookup = client.register_script(LOOKUP)
 
     async def _find(self, id_key: str, cid: str) -> tuple[str, Profile] | None:
-        found = await self._lookup(keys=[id_key], args=[self.p, cid])
+        k = self.keys
+        args = [k.profile_prefix, cid, k.customer_prefix, k.MERGED_SUFFIX, FORGOTTEN]
+        found = await self._lookup(keys=[id_key], args=args)
         if not found:
             return None
         owner, raw = found
@@ -97,7 +103,7 @@ class ProfileReader:
             partner, _, value = raw.partition(":")
             kind = f"partner:{partner}"
         value = canonical(kind, value, salt=self.salt, hash_pii=self.settings.hash_pii)
-        return await self._find(f"{self.p}id:{kind}:{value}", "")
+        return await self._find(self.keys.identifier(kind, value), "")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -29,9 +29,9 @@ from pipeline.events import Event
 from pipeline.sinks.clickhouse.client import connect
 from pipeline.sinks.clickhouse.rows import EVENT_COLUMNS, MERGE_COLUMNS, event_row
 from pipeline.sinks.redis_profiles import WRITE_IF_NEWER, write_args
-from pipeline.stores.identity_redis import SEP
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile import decode as decode_profile
+from pipeline.wire.keys import SEP, RedisKeys
 
 INSERT_CHUNK = 10_000
 _event_decoder = msgspec.json.Decoder(Event)
@@ -50,6 +50,7 @@ class WriteProfiles(beam.DoFn):
 
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.redis_url, self.prefix = redis_url, prefix
+        self.keys = RedisKeys(prefix)
         self.written = Metrics.counter("backfill", "redis_profiles_written")
         self.unchanged = Metrics.counter("backfill", "redis_profiles_unchanged")
 
@@ -65,8 +66,8 @@ class WriteProfiles(beam.DoFn):
             keys, args = write_args(self.prefix, p, now, audience=False)
             self.script(keys=keys, args=args, client=pipe)
             for kind, value in members:
-                pipe.set(f"{self.prefix}id:{kind}:{value}", p.customer_id, nx=True)
-                pipe.sadd(f"{self.prefix}cust:{p.customer_id}:ids", f"{kind}{SEP}{value}")
+                pipe.set(self.keys.identifier(kind, value), p.customer_id, nx=True)
+                pipe.sadd(self.keys.members(p.customer_id), f"{kind}{SEP}{value}")
         results = pipe.execute()
         writes = 0
         i = 0
@@ -83,6 +84,7 @@ class WriteTombstones(beam.DoFn):
 
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.redis_url, self.prefix = redis_url, prefix
+        self.keys = RedisKeys(prefix)
 
     def setup(self) -> None:
         self.r = redis.Redis.from_url(self.redis_url)
@@ -96,7 +98,7 @@ class WriteTombstones(beam.DoFn):
             tombstone = Profile(customer_id=absorbed, version=1, merged_into=survivor)
             keys, args = write_args(self.prefix, tombstone, now)
             self.script(keys=keys, args=args, client=pipe)
-            pipe.set(f"{self.prefix}cust:{absorbed}:merged_into", survivor, nx=True)
+            pipe.set(self.keys.merged_into(absorbed), survivor, nx=True)
         pipe.execute()
         yield len(batch)
 

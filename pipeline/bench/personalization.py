@@ -27,6 +27,7 @@ from pipeline.bench.workload import preload, simulated_records
 from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
+from pipeline.wire.keys import RedisKeys
 
 
 def _fill(s: Settings, env: dict[str, str], logs: Path, touches: int) -> int:
@@ -44,7 +45,7 @@ def _fill(s: Settings, env: dict[str, str], logs: Path, touches: int) -> int:
 async def _segment_probes(base: str, key: str, s: Settings, probes: int) -> list[float]:
     r = aioredis.Redis.from_url(s.redis_url)
     delays: list[float] = []
-    segment = f"{s.redis_prefix}segment:high-value"
+    segment = RedisKeys(s.redis_prefix).segment("high-value")
 
     async def probe(client: httpx.AsyncClient) -> None:
         card = f"BENCH-{uuid.uuid4().hex[:10]}"
@@ -61,7 +62,7 @@ async def _segment_probes(base: str, key: str, s: Settings, probes: int) -> list
             return
         deadline = acked + 10
         while time.perf_counter() < deadline:
-            cid = await r.get(f"{s.redis_prefix}id:loyalty_id:{card}")
+            cid = await r.get(RedisKeys(s.redis_prefix).identifier("loyalty_id", card))
             if cid and await r.zscore(segment, cid) is not None:
                 delays.append(time.perf_counter() - acked)
                 return
@@ -87,7 +88,7 @@ def run_personalization_bench(
     r = redis.Redis.from_url(s.redis_url)
     ids = [
         k.decode().split(":", 2)[2]
-        for k in r.scan_iter(f"{s.redis_prefix}id:user_id:*", count=1000)
+        for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)
     ]
     paths = [f"/v1/personalize/by/user_id/{i}?city=Vilnius" for i in ids[:3000]]
     paths = paths or ["/v1/personalize/nobody"]

@@ -29,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
 from pipeline.kafka.topics import ensure_topics
 from pipeline.sources.simulator import Simulator
+from pipeline.wire.keys import RedisKeys
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -112,6 +113,7 @@ async def _freshness(
 ) -> tuple[list[float], list[float], dict[str, int]]:
     """Probe events for new customers amid background traffic: ack -> Redis, ack -> ClickHouse."""
     r = redis.asyncio.Redis.from_url(s.redis_url)
+    keys = RedisKeys(s.redis_prefix)
     sql = httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.sql_port}", timeout=10)
     sim = Simulator(base, key, 2000, seed=3, invalid_share=0.0)
     delays: list[float] = []
@@ -135,9 +137,9 @@ async def _freshness(
     async def in_redis(uid: str, acked: float) -> None:
         deadline = acked + 10
         while time.perf_counter() < deadline:
-            cid = await r.get(f"{s.redis_prefix}id:user_id:{uid}")
+            cid = await r.get(keys.identifier("user_id", uid))
             cid_s = cid.decode() if isinstance(cid, bytes) else cid
-            if cid_s and await r.hexists(f"{s.redis_prefix}profile:{cid_s}", "v"):
+            if cid_s and await r.hexists(keys.profile(cid_s), "v"):
                 delays.append(time.perf_counter() - acked)
                 return
             await asyncio.sleep(0.002)
@@ -223,7 +225,7 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
         r = redis.Redis.from_url(s.redis_url)
         ids = [
             k.decode().split(":", 2)[2]
-            for k in r.scan_iter(f"{s.redis_prefix}id:user_id:*", count=1000)
+            for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)
         ]
         paths = [f"/v1/profiles/by/user_id/{i}" for i in ids[:2000]] or ["/v1/profiles/none"]
         headers = {"Authorization": f"Bearer {sorted(settings.read_key_set)[0]}"}

@@ -14,13 +14,14 @@ from pipeline.config import Settings
 from pipeline.kafka.inspect import read_range
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
+from pipeline.wire.keys import RedisKeys
 
 
 def load_profiles(settings: Settings) -> list[Profile]:
     r = redis.Redis.from_url(settings.redis_url)
     decoder = msgspec.json.Decoder(Profile)
     out = []
-    for key in r.scan_iter(f"{settings.redis_prefix}profile:*", count=1000):
+    for key in r.scan_iter(RedisKeys(settings.redis_prefix).profiles(), count=1000):
         raw = r.hget(key, "json")
         if raw:
             out.append(decoder.decode(raw))

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.base import Sink
 from pipeline.transforms.profile import Profile
+from pipeline.wire.keys import FORGOTTEN, RedisKeys
 
 WRITE_IF_NEWER = """
 local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
@@ -79,7 +80,6 @@ return n
 """
 )
 WRITE_CHUNK = 200  # profiles per script call: Redis stays responsive to lookups meanwhile
-FORGOTTEN = "(forgotten)"
 FORGOTTEN_VERSION = 2**53  # above any real version: nothing overwrites an erasure
 
 _encoder = msgspec.json.Encoder()
@@ -107,8 +107,9 @@ def write_args(
     sets and timers as they are.
     """
     cid = profile.customer_id
-    keys = [f"{prefix}profile:{cid}", f"{prefix}segments:due"]
-    tail: Args = [cid, f"{prefix}segment:"]
+    k = RedisKeys(prefix)
+    keys = [k.profile(cid), k.segments_due]
+    tail: Args = [cid, k.segment_prefix]
     if profile.merged_into:  # tombstone: survivor (or erasure), no content, no segments
         forgotten = profile.merged_into == FORGOTTEN
         version = FORGOTTEN_VERSION if forgotten else profile.version
@@ -141,7 +142,7 @@ class RedisProfileSink(Sink[Profile]):
         self._script = client.register_script(WRITE_MANY)
 
     def key(self, customer_id: str) -> str:
-        return f"{self.prefix}profile:{customer_id}"
+        return RedisKeys(self.prefix).profile(customer_id)
 
     def add(self, item: Profile) -> None:
         self._pending[item.customer_id] = item  # last state of a batch wins

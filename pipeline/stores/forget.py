@@ -14,10 +14,10 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer, Record
-from pipeline.sinks.redis_profiles import FORGOTTEN, WRITE_IF_NEWER, write_args
-from pipeline.stores.identity_redis import SEP
+from pipeline.sinks.redis_profiles import WRITE_IF_NEWER, write_args
 from pipeline.transforms.identifiers import canonical
 from pipeline.transforms.profile import Profile
+from pipeline.wire.keys import FORGOTTEN, SEP, RedisKeys
 from pipeline.worker.records import Forget, encoder
 
 
@@ -28,7 +28,7 @@ def owner_of(settings: Settings, identifier: str) -> str | None:
         kind, value, salt=settings.pii_salt.get_secret_value(), hash_pii=settings.hash_pii
     )
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    owner = r.get(f"{settings.redis_prefix}id:{kind}:{value}")
+    owner = r.get(RedisKeys(settings.redis_prefix).identifier(kind, value))
     return str(owner) if owner else None
 
 
@@ -36,28 +36,29 @@ def forget_customer(settings: Settings, customer_id: str) -> list[str]:
     """Erase one customer (and customers merged into it); return the identifiers removed."""
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     p = settings.redis_prefix
+    keys = RedisKeys(p)
     absorbed = [
-        str(k).split(":")[-2]
-        for k in r.scan_iter(f"{p}cust:*:merged_into", count=1000)
+        keys.customer_of_merged(str(k))
+        for k in r.scan_iter(keys.all_merged(), count=1000)
         if r.get(k) == customer_id
     ]
     removed: list[str] = []
     pipe = r.pipeline(transaction=True)
-    for raw in r.smembers(f"{p}cust:{customer_id}:ids"):
+    for raw in r.smembers(keys.members(customer_id)):
         kind, _, value = str(raw).partition(SEP)
-        pipe.delete(f"{p}id:{kind}:{value}")
+        pipe.delete(keys.identifier(kind, value))
         removed.append(f"{kind}:{value}")
-    pipe.delete(f"{p}cust:{customer_id}:ids")
+    pipe.delete(keys.members(customer_id))
     # The profile becomes an erasure tombstone at once, through the sink's own guarded
     # script: lookups stop, the customer leaves its segment sets, and no late write from
     # a worker (or the Forget record's own, later) can bring the profile back.
     write = r.register_script(WRITE_IF_NEWER)
     now = datetime.now(UTC).isoformat()
     for cid in [customer_id, *absorbed]:
-        pipe.delete(f"{p}cust:{cid}:merged_into")
-        pipe.set(f"{p}erased:{cid}", now)  # a new customer from these identifiers gets a new id
-        keys, args = write_args(p, Profile(customer_id=cid, merged_into=FORGOTTEN), now)
-        write(keys=keys, args=args, client=pipe)
+        pipe.delete(keys.merged_into(cid))
+        pipe.set(keys.erased(cid), now)  # a new customer from these identifiers gets a new id
+        tomb_keys, args = write_args(p, Profile(customer_id=cid, merged_into=FORGOTTEN), now)
+        write(keys=tomb_keys, args=args, client=pipe)
     pipe.execute()
     producer = ConfirmedProducer(settings.kafka_bootstrap)
     topic = settings.topic("events.by_customer")

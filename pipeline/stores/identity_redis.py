@@ -8,18 +8,10 @@ rules, MULTI/EXEC the changes) makes each decision atomic across workers; a
 conflicting concurrent change makes EXEC fail and the decision is retried on
 fresh data.
 
-Keys (under the configured prefix):
-  id:<kind>:<value>         -> customer id
-  cust:<id>:ids             -> set of "<kind>\\x1f<value>"
-  cust:<id>:merged_into     -> survivor, for absorbed customers
-  evt:<event id>            -> customer the event was assigned to (dedupe window TTL),
-                               so a replayed event goes where it went the first time.
-  evtm:<event id>           -> customers that event's decision absorbed; written in the
-                               same transaction as the graph change, so a worker killed
-                               before its merge commands reached Kafka re-sends them on replay.
-  erased:<id>               -> set by `crm forget`: a customer created later from the same
-                               identifier gets a successor id, not the erased one (whose
-                               profile tombstone must keep stopping late writes).
+Keys (named in ``pipeline.wire.keys``): identifier owners, member sets, merge pointers,
+event assignments (so a replayed event goes where it went the first time) and the merges
+an event caused (written in the same transaction as the graph change, so a worker killed
+before its merge commands reached Kafka re-sends them on replay), erased customers.
 """
 
 from __future__ import annotations
@@ -41,8 +33,8 @@ from pipeline.transforms.identity import (
     new_customer_id,
     successor_id,
 )
+from pipeline.wire.keys import SEP, RedisKeys
 
-SEP = "\x1f"
 ASSIGNMENT_TTL_S = 30 * 24 * 3600
 CONCURRENT_DECISIONS = 16  # graph transactions in flight per batch (Redis connections)
 # One command for a whole batch's assignments: redis-py packs a command in Python, so a
@@ -106,20 +98,21 @@ class RedisIdentityGraph:
         self.r = client
         self.prefix = prefix
         self.rules = rules
+        self.keys = RedisKeys(prefix)
         self._assign_all = client.register_script(ASSIGN_ALL)
         self._commit = client.register_script(COMMIT_DECISIONS)
 
     def id_key(self, ident: Ident) -> str:
-        return f"{self.prefix}id:{ident[0]}:{ident[1]}"
+        return self.keys.identifier(*ident)
 
     def members_key(self, customer_id: str) -> str:
-        return f"{self.prefix}cust:{customer_id}:ids"
+        return self.keys.members(customer_id)
 
     def merged_key(self, customer_id: str) -> str:
-        return f"{self.prefix}cust:{customer_id}:merged_into"
+        return self.keys.merged_into(customer_id)
 
     def erased_key(self, customer_id: str) -> str:
-        return f"{self.prefix}erased:{customer_id}"
+        return self.keys.erased(customer_id)
 
     async def new_ids(self, idents: Sequence[Ident]) -> dict[Ident, str]:
         """The id a customer created from each identifier gets: never an erased customer's."""
@@ -133,10 +126,10 @@ class RedisIdentityGraph:
         return out
 
     def evt_key(self, event_id: str) -> str:
-        return f"{self.prefix}evt:{event_id}"
+        return self.keys.event(event_id)
 
     def evt_merges_key(self, event_id: str) -> str:
-        return f"{self.prefix}evtm:{event_id}"
+        return self.keys.event_merges(event_id)
 
     async def resolve_batch(
         self, items: Sequence[tuple[str, Mapping[str, str]]]

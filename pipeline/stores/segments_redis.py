@@ -14,6 +14,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from pipeline.wire.keys import RedisKeys
+
 CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, cid in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], cid) end
@@ -34,8 +36,9 @@ def _text(value: Any) -> str:
 
 class SegmentTimers:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self.due_key = f"{prefix}segments:due"
-        self.clock_key = f"{prefix}segments:clock"
+        self.keys = RedisKeys(prefix)
+        self.due_key = self.keys.segments_due
+        self.clock_key = self.keys.segments_clock
         self._claim = client.register_script(CLAIM_DUE)
         self._advance = client.register_script(ADVANCE_CLOCK)
 
@@ -52,23 +55,23 @@ class SegmentReader:
     """Synchronous reads for the CLI and tests."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.r, self.prefix = client, prefix
+        self.r, self.keys = client, RedisKeys(prefix)
 
     def count(self, name: str) -> int:
-        return int(self.r.zcard(f"{self.prefix}segment:{name}"))
+        return int(self.r.zcard(self.keys.segment(name)))
 
     def members(self, name: str, limit: int = 50, offset: int = 0) -> list[tuple[str, int]]:
         rows: Any = self.r.zrange(
-            f"{self.prefix}segment:{name}", offset, offset + limit - 1, withscores=True
+            self.keys.segment(name), offset, offset + limit - 1, withscores=True
         )
         return [(_text(row[0]), int(row[1])) for row in rows]
 
     def is_member(self, name: str, customer_id: str) -> bool:
-        return self.r.zscore(f"{self.prefix}segment:{name}", customer_id) is not None
+        return self.r.zscore(self.keys.segment(name), customer_id) is not None
 
     def pending_timers(self) -> int:
-        return int(self.r.zcard(f"{self.prefix}segments:due"))
+        return int(self.r.zcard(self.keys.segments_due))
 
     def clock(self) -> int:
-        raw = self.r.get(f"{self.prefix}segments:clock")
+        raw = self.r.get(self.keys.segments_clock)
         return int(raw) if raw else 0

@@ -24,12 +24,12 @@ from pipeline.events import Event
 from pipeline.metrics import SEGMENT_CHANGES
 from pipeline.models.scorer import Scorer
 from pipeline.sinks.base import Sink
-from pipeline.sinks.redis_profiles import FORGOTTEN
 from pipeline.transforms.audience import AudienceRules, apply, leave
 from pipeline.transforms.fold import DEFAULT_RULES, event_time_ms, fold_into
 from pipeline.transforms.profile import Change, Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
+from pipeline.wire.keys import FORGOTTEN
 from pipeline.worker.outputs import Outputs, dead_letter
 from pipeline.worker.records import (
     Absorb,

@@ -7,6 +7,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.transforms.profile import Profile
+from pipeline.wire.keys import RedisKeys
 
 # Order-independent fields that must match exactly. Not compared: customer_id (which
 # customer survives a merge depends on arrival order), version and merges (how many
@@ -43,7 +44,7 @@ def stored_profiles(settings: Settings, prefix: str) -> dict[str, Profile]:
     r = redis.Redis.from_url(settings.redis_url)
     decoder = msgspec.json.Decoder(Profile)
     out = {}
-    for key in r.scan_iter(f"{prefix}profile:*", count=1000):
+    for key in r.scan_iter(RedisKeys(prefix).profiles(), count=1000):
         raw = r.hget(key, "json")
         if raw:
             p = decoder.decode(raw)

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import Settings
-from pipeline.stores.identity_redis import SEP, Op, RedisIdentityGraph, Resolution
+from pipeline.stores.identity_redis import Op, RedisIdentityGraph, Resolution
 from pipeline.transforms.identity import MemoryGraph, Rules
+from pipeline.wire.keys import SEP
 
 RULES = Rules()
 identity_sets = st.fixed_dictionaries(

@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 
+from pipeline.wire.keys import RedisKeys
 from tests.integration.conftest import wait_for
 
 WRITE = ("it-write-key", "")
@@ -173,7 +174,7 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     p = settings.topic_prefix
     assert segments, "the customer should be in some segment for this test to mean anything"
-    assert all(r.zscore(f"{p}segment:{s}", cid) is not None for s in segments)
+    assert all(r.zscore(RedisKeys(p).segment(s), cid) is not None for s in segments)
 
     env = {**os.environ, "CRM_TOPIC_PREFIX": p, "CRM_REDIS_PREFIX": p, "CRM_TOPIC_PARTITIONS": "3"}
     done = subprocess.run(
@@ -188,7 +189,8 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
 
     # Identity links go at once; the profile and segment memberships when the worker
     # processes the Forget record in order with the customer's other records.
-    assert r.get(f"{p}id:user_id:fm-1") is None and not r.exists(f"{p}cust:{cid}:ids")
+    assert r.get(RedisKeys(p).identifier("user_id", "fm-1")) is None
+    assert not r.exists(RedisKeys(p).members(cid))
     for kind, value in [("email", email), ("anonymous_id", cookie), ("user_id", "fm-1")]:
         assert httpx.get(f"{api}/v1/profiles/by/{kind}/{value}", headers=READ).status_code == 404
     wait_for(
@@ -196,10 +198,10 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
         lambda resp: resp.status_code == 404,
     )
     wait_for(
-        lambda: [s for s in segments if r.zscore(f"{p}segment:{s}", cid) is not None],
+        lambda: [s for s in segments if r.zscore(RedisKeys(p).segment(s), cid) is not None],
         lambda left: left == [],
     )
-    assert not [k for k in r.scan_iter(f"{p}id:*") if r.get(k) == cid]
+    assert not [k for k in r.scan_iter(RedisKeys(p).identifiers()) if r.get(k) == cid]
     # A new event with the forgotten identifier starts a new customer, not the old one.
     again = {"type": "page", "anonymousId": cookie, "name": "back again"}
     assert httpx.post(f"{c}/v1/batch", auth=WRITE, json={"batch": [again]}).status_code == 200

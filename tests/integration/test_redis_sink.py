@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from pipeline.config import Settings
 from pipeline.sinks.redis_profiles import FORGOTTEN, RedisProfileSink
 from pipeline.transforms.profile import Audience, Profile
+from pipeline.wire.keys import RedisKeys
 
 
 def write(settings: Settings, *profiles: Profile) -> None:
@@ -27,7 +28,9 @@ def write(settings: Settings, *profiles: Profile) -> None:
 
 def stored(settings: Settings, cid: str) -> dict[str, bytes]:
     r = redis.Redis.from_url(settings.redis_url)
-    return {k.decode(): v for k, v in r.hgetall(f"{settings.topic_prefix}profile:{cid}").items()}
+    return {
+        k.decode(): v for k, v in r.hgetall(RedisKeys(settings.topic_prefix).profile(cid)).items()
+    }
 
 
 def events_of(settings: Settings, cid: str) -> int:
@@ -42,12 +45,14 @@ def test_more_events_win_even_with_a_lower_version(settings: Settings):
     write(settings, Profile(customer_id="c1", events=27, version=28))
     assert events_of(settings, "c1") == 27
     r = redis.Redis.from_url(settings.redis_url)
-    assert r.zscore(f"{settings.topic_prefix}segment:vip", "c1") is None  # left with the write
+    assert (
+        r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") is None
+    )  # left with the write
     write(settings, Profile(customer_id="c1", events=26, version=40, audience=seg))  # stale
     assert events_of(settings, "c1") == 27
-    assert r.zscore(f"{settings.topic_prefix}segment:vip", "c1") is None
+    assert r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") is None
     write(settings, Profile(customer_id="c1", events=27, version=29, audience=seg))
-    assert r.zscore(f"{settings.topic_prefix}segment:vip", "c1") == 1.0
+    assert r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") == 1.0
 
 
 def test_tombstones_and_erasure_are_final(settings: Settings):

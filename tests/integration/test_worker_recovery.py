@@ -30,6 +30,7 @@ from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
 from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.profile import Profile
+from pipeline.wire.keys import RedisKeys
 from tests.integration.profiles import comparable
 
 
@@ -43,7 +44,7 @@ def redis_event_total(settings: Settings) -> int:
     r = redis.Redis.from_url(settings.redis_url)
     decoder = msgspec.json.Decoder(Profile)
     total = 0
-    for key in r.scan_iter(f"{settings.topic_prefix}profile:*", count=1000):
+    for key in r.scan_iter(RedisKeys(settings.topic_prefix).profiles(), count=1000):
         raw = r.hget(key, "json")
         if raw:
             total += decoder.decode(raw).events
@@ -75,7 +76,7 @@ def diagnose(settings: Settings) -> str:
     decoder = msgspec.json.Decoder(Profile)
     stored: dict[str, Profile] = {}
     tombstones: dict[str, dict] = {}
-    for key in r.scan_iter(f"{settings.topic_prefix}profile:*", count=1000):
+    for key in r.scan_iter(RedisKeys(settings.topic_prefix).profiles(), count=1000):
         fields = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
         if "json" in fields:
             p = decoder.decode(fields["json"])
@@ -161,7 +162,7 @@ def test_sigkill_and_rebalance_keep_profiles_exact(settings: Settings, tmp_path:
     r = redis.Redis.from_url(settings.redis_url)
     decoder = msgspec.json.Decoder(Profile)
     stored = {}
-    for key in r.scan_iter(f"{settings.topic_prefix}profile:*", count=1000):
+    for key in r.scan_iter(RedisKeys(settings.topic_prefix).profiles(), count=1000):
         raw = r.hget(key, "json")
         if raw is None:
             continue  # tombstone of an absorbed customer
