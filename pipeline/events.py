@@ -39,7 +39,8 @@ class Envelope(
 
     message_id: Id | None = None
     anonymous_id: Id | None = None
-    user_id: Id | None = None
+    # RudderStack's SDKs send "userId": "" for anonymous visitors; empty means absent.
+    user_id: Annotated[str, Meta(max_length=256)] | None = None
     timestamp: Timestamp | None = None
     original_timestamp: Timestamp | None = None
     sent_at: Timestamp | None = None

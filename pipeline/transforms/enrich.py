@@ -130,6 +130,7 @@ def enrich(
     return msgspec.structs.replace(
         event,
         message_id=event.message_id or message_id,
+        user_id=event.user_id or None,  # "" (RudderStack's anonymous visitor) is absent
         timestamp=corrected_time(event.timestamp, sent_at, received_at),
         original_timestamp=event.timestamp,
         sent_at=sent_at,

@@ -265,3 +265,54 @@ envelopes = st.fixed_dictionaries(
 def test_no_payload_gets_a_server_error(client, path, body):
     r = client.post(path, content=body, headers={**AUTH, "content-type": "application/json"})
     assert r.status_code < 500, (r.status_code, r.text[:300])
+
+
+def test_analytics_js_short_routes_take_text_plain_bodies_with_the_key_inside(client, producer):
+    for route, kind in [("/v1/t", "track"), ("/v1/p", "page"), ("/v1/i", "identify")]:
+        body = {"type": kind, "anonymousId": "anon-1", "writeKey": "k1", "event": "Clicked"}
+        r = client.post(
+            route, content=msgspec.json.encode(body), headers={"content-type": "text/plain"}
+        )
+        assert r.status_code == 200, (route, r.text)
+    batch = {
+        "writeKey": "k2",
+        "sentAt": "2026-11-24T10:00:00Z",
+        "batch": [{"type": "page", "anonymousId": "anon-1", "name": "Home"}],
+    }
+    r = client.post(
+        "/v1/b", content=msgspec.json.encode(batch), headers={"content-type": "text/plain"}
+    )
+    assert r.status_code == 200, r.text
+    kinds = [msgspec.json.decode(rec.value)["type"] for rec in producer.records]
+    assert kinds == ["track", "page", "identify", "page"]
+    bad = {"type": "track", "anonymousId": "a", "writeKey": "nope", "event": "x"}
+    assert client.post("/v1/t", content=msgspec.json.encode(bad)).status_code == 401
+
+
+def test_rudderstack_beacon_with_the_key_in_the_query_and_an_empty_user_id(client, producer):
+    batch = {"batch": [{"type": "track", "event": "Viewed", "anonymousId": "a-9", "userId": ""}]}
+    r = client.post("/beacon/v1/batch?writeKey=k1", content=msgspec.json.encode(batch))
+    assert r.status_code == 200, r.text
+    (rec,) = producer.records
+    doc = msgspec.json.decode(rec.value)
+    assert "userId" not in doc and doc["identities"] == {"anonymous_id": "a-9"}
+
+
+def test_browser_preflights_for_the_headers_sdks_send_are_allowed(client):
+    r = client.options(
+        "/v1/batch",
+        headers={
+            "origin": "https://shop.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,anonymousid,sentat",
+        },
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_analytics_js_settings_point_delivery_at_this_collector(client):
+    r = client.get("/v1/projects/k1/settings")
+    assert r.status_code == 200
+    segment = r.json()["integrations"]["Segment.io"]
+    assert segment["apiKey"] == "k1" and segment["apiHost"].endswith("/v1")
+    assert client.get("/v1/projects/unknown/settings").status_code == 404

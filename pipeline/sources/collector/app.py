@@ -63,6 +63,19 @@ SINGLE_ENDPOINTS: dict[str, type[Envelope]] = {
     "/v1/support": Support,
     "/v1/pos/transactions": PosTransaction,
 }
+# Segment's analytics.js (analytics-next) posts each call to a one-letter route with the
+# write key inside a text/plain JSON body (no CORS preflight), and batches to /v1/b.
+SHORT_ROUTES = {
+    "/v1/t": "/v1/track",
+    "/v1/p": "/v1/page",
+    "/v1/i": "/v1/identify",
+    "/v1/a": "/v1/alias",
+    "/v1/s": "/v1/screen",
+}
+BATCH_ROUTES = ("/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch")
+# Request headers browser SDKs send (RudderStack's JS SDK asks for anonymousid and sentat
+# in its preflight).
+CORS_HEADERS = ["authorization", "content-type", "content-encoding", "anonymousid", "sentat"]
 
 
 class HTTPError(Exception):
@@ -129,10 +142,14 @@ class Collector:
         header = request.headers.get("authorization")
         key = key_from_header(header)
         if key is None and header is None:
-            try:
-                key = self._key_decoder.decode(body).write_key
-            except (*MALFORMED, msgspec.ValidationError):
-                key = None
+            # Browser SDKs cannot set headers on a beacon or without a preflight: the key
+            # comes inside the body (analytics.js) or in the query string (RudderStack).
+            key = request.query_params.get("writeKey")
+            if key is None:
+                try:
+                    key = self._key_decoder.decode(body).write_key
+                except (*MALFORMED, msgspec.ValidationError):
+                    key = None
         if key is None:
             raise HTTPError(
                 401, "missing write key: use HTTP Basic auth with the write key as user"
@@ -182,7 +199,7 @@ class Collector:
     # --- routes --------------------------------------------------------------
 
     async def single(self, request: Request) -> Response:
-        path = request.url.path
+        path = SHORT_ROUTES.get(request.url.path, request.url.path)
         expected = SINGLE_ENDPOINTS[path]
         body = await self.read_body(request)
         self.authenticate(request, body)
@@ -299,12 +316,35 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return json_response(openapi_document())
 
+    async def project_settings(request: Request) -> Response:
+        # What analytics.js loads from its CDN (cdnURL pointed here): deliver to this host.
+        key = request.path_params["write_key"]
+        if not is_valid(key, settings.write_key_set):
+            return json_response({"error": "unknown write key"}, 404)
+        host = f"{request.url.netloc}/v1"
+        segment = {"apiKey": key, "apiHost": host, "protocol": request.url.scheme}
+        return json_response(
+            {
+                "integrations": {"Segment.io": segment},
+                "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}},
+                "enabledMiddleware": {},
+                "metrics": {"sampleRate": 0},
+            }
+        )
+
     routes = [
         Route(p, _route(collector, p, collector.single), methods=["POST"]) for p in SINGLE_ENDPOINTS
     ]
     routes += [
-        Route("/v1/batch", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
-        Route("/v1/import", _route(collector, "/v1/batch", collector.batch), methods=["POST"]),
+        Route(short, _route(collector, long, collector.single), methods=["POST"])
+        for short, long in SHORT_ROUTES.items()
+    ]
+    routes += [
+        Route(p, _route(collector, "/v1/batch", collector.batch), methods=["POST"])
+        for p in BATCH_ROUTES
+    ]
+    routes += [
+        Route("/v1/projects/{write_key}/settings", project_settings, methods=["GET"]),
         Route(
             "/v1/webhooks/sendgrid",
             _route(collector, "/v1/webhooks/sendgrid", collector.sendgrid),
@@ -320,7 +360,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["POST", "GET", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "content-encoding"],
+            allow_headers=CORS_HEADERS,
             allow_credentials="*" not in origins,
             max_age=86400,
         )
