@@ -39,6 +39,7 @@ from pipeline.transforms.profile_view import render
 from pipeline.wire.keys import FORGOTTEN, RedisKeys
 
 _encode = msgspec.json.Encoder().encode
+MAX_BODY_BYTES = 64 * 1024  # a preference update is a few hundred bytes
 _decode = msgspec.json.Decoder(Profile).decode
 
 
@@ -196,10 +197,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
         rules.current()
         return _json(rules.status() | {"slots": list(rules.value.slots)})
 
+    async def limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+        """The body, or None as soon as it is larger than ``limit`` (never read whole)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return None
+        return bytes(body)
+
     async def preferences(request: Request) -> Response:
         cid = request.path_params["customer_id"]
+        body = await limited_body(request)
+        if body is None:
+            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            result = await state["preferences"].update(cid, await request.body())
+            result = await state["preferences"].update(cid, body)
         except BadRequest as exc:
             return _error(400, str(exc))
         except TransientError as exc:

@@ -159,6 +159,9 @@ def test_profile_changes_move_segments_kafka_clickhouse_and_personalization(stac
     assert (
         httpx.put(f"{api}/v1/profiles/{cid}/preferences", headers=READ, json={}).status_code == 401
     )
+    huge = b'{"categories": ["' + b"x" * 5_000_000 + b'"]}'  # answered without reading it all
+    r = httpx.put(f"{api}/v1/profiles/{cid}/preferences", headers=WRITE_BEARER, content=huge)
+    assert r.status_code == 413, r.text
 
     # without personalization consent: default content, with the reason
     off = {"loyaltyId": card, "purpose": "personalization", "status": "revoked"}
