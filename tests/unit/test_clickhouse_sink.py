@@ -188,3 +188,30 @@ def test_run_inserts_batches_while_reading_the_next(sink: ClickHouseSink, ch: Cl
     committed = {(t, p): o for commit in consumer.commits for t, p, o in commit}
     assert committed == {(topic, p): 30 for p in range(3)}
     assert sink.inserted == 90 and sink.intent_path.read_text() == "[]"
+
+
+def test_a_batch_ends_when_one_partition_fills_an_insert(sink: ClickHouseSink) -> None:
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    topic = "u.events.by_customer"
+    consumer.queue = [FakeMessage(topic, i % 2, i // 2, b"{}") for i in range(200)]
+    by_tp = sink.collect(max_rows=30, max_wait=5.0)  # well before the wait is over
+    sizes = sorted(len(m) for m in by_tp.values())
+    assert sizes[-1] == 30 and sizes[0] >= 29
+
+
+def test_a_pending_intent_is_replayed_with_the_same_ranges(sink: ClickHouseSink) -> None:
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    topic = "u.events.by_customer"
+    sink.intent = {(topic, 0): (0, 9), (topic, 1): (5, 7)}
+    # partition 0 comes back whole and beyond; partition 1 only in part, so far
+    consumer.queue = [FakeMessage(topic, 0, o, b"{}") for o in range(15)]
+    consumer.queue += [FakeMessage(topic, 1, o, b"{}") for o in range(5, 7)]
+    by_tp = sink.collect(max_rows=100, max_wait=0.05)
+    assert [m.offset() for m in by_tp[(topic, 0)]] == list(range(10))
+    assert (topic, 1) not in by_tp  # waits for offset 7
+    del sink.intent[(topic, 0)]  # that batch is committed
+    consumer.queue = [FakeMessage(topic, 1, o, b"{}") for o in range(7, 9)]
+    by_tp = sink.collect(max_rows=100, max_wait=0.05)
+    assert [m.offset() for m in by_tp[(topic, 0)]] == list(range(10, 15))
+    assert [m.offset() for m in by_tp[(topic, 1)]] == [5, 6, 7]
+    assert [m.offset() for m in sink.carry] == [8]

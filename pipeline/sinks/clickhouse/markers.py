@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from pipeline.wire.keys import RedisKeys
+
 SEEN_TTL_S = 7 * 24 * 3600
 CHUNK = 5000  # event ids per script call: other Redis clients run between chunks
 
@@ -20,14 +22,16 @@ return dup
 
 
 class SeenMarkers:
-    """``<prefix>chseen:<event id>`` holds the position (``partition:offset``) that wrote it.
+    """``RedisKeys.clickhouse_seen(event id)`` holds the position (``partition:offset``) that
+    wrote it.
 
     A retried record comes back at its own position and is never taken for a copy.
     One script call per ``CHUNK`` records, all chunks in one round trip.
     """
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_s: int = SEEN_TTL_S) -> None:
-        self.client, self.prefix, self.ttl_s = client, f"{prefix}chseen:", ttl_s
+        self.client, self.ttl_s = client, ttl_s
+        self.prefix = RedisKeys(prefix).clickhouse_seen("")  # the name has one owner
         self._mark = client.register_script(_MARK)
 
     def duplicates(self, records: list[tuple[str, str]]) -> set[str]:

@@ -1,6 +1,7 @@
 """The ClickHouse sink: a Kafka consumer that inserts columnar batches exactly once.
 
-* batches by size and time (``CRM_CLICKHOUSE_BATCH`` rows or ``CRM_CLICKHOUSE_BATCH_MS``);
+* batches by size and time (``CRM_CLICKHOUSE_BATCH`` rows in a partition, that is in
+  one insert, or ``CRM_CLICKHOUSE_BATCH_MS``);
 * one insert per (table, topic, partition) with ``insert_deduplication_token``
   ``<topic>:<partition>:<first>-<last>``, also deduplicating materialized views;
 * an intent file records each batch's offset ranges before inserting; after a
@@ -24,6 +25,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -31,16 +33,17 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import redis
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
+from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
@@ -56,32 +59,19 @@ from pipeline.sinks.clickhouse.wire import (
     event_wire,
     failed_wire,
     merge_wire,
+    message_failure,
     pack,
     pack_each,
-    sink_failure_wire,
     snapshot_wire,
 )
 from pipeline.transforms.profile import Change
 from pipeline.worker.records import IdentityDecision, RoutedEvent, routed_decoder
 
 log = get_logger("clickhouse-sink")
-TP = tuple[str, int]
+BATCH_PARTITIONS = 8  # a batch holds at most this many partitions' worth of rows
 _snapshot = msgspec.json.Decoder(Snapshot)
 _decision = msgspec.json.Decoder(IdentityDecision)
 _change = msgspec.json.Decoder(Change)
-
-
-class Insert(NamedTuple):
-    table: str
-    columns: list[str]
-    blob: bytes
-    rows: int
-    token: str
-
-
-class Prepared(NamedTuple):
-    ranges: dict[TP, tuple[int, int]]
-    inserts: list[Insert]
 
 
 class ClickHouseSink:
@@ -132,30 +122,44 @@ class ClickHouseSink:
     # --- batching ----------------------------------------------------------------
 
     def collect(self, max_rows: int, max_wait: float) -> dict[TP, list[Message]]:
-        """Messages per partition, cut where a pending intent says the last batch ended."""
-        messages, self.carry = self.carry, []
-        deadline = time.monotonic() + max_wait
-        while len(messages) < max_rows and (remaining := deadline - time.monotonic()) > 0:
-            for msg in self.consumer.consume(
-                min(10_000, max_rows - len(messages)), min(remaining, 0.2)
-            ):
-                if msg.error() is None:
-                    messages.append(msg)
+        """Messages per partition, cut where a pending intent says the last batch ended.
+
+        The batch ends when one partition has ``max_rows`` (each partition is one
+        insert, and an insert's fixed cost is tens of milliseconds: inserts should be
+        large), when all hold ``BATCH_PARTITIONS`` times that, or after ``max_wait``.
+        """
+        carried, self.carry = self.carry, []
         by_tp: dict[TP, list[Message]] = defaultdict(list)
-        for msg in messages:
-            tp = (msg.topic() or "", msg.partition() or 0)
-            pending = self.intent.get(tp)
-            if pending and (msg.offset() or 0) > pending[1]:
-                self.carry.append(msg)  # belongs to the batch after the replayed one
-                continue
-            by_tp[tp].append(msg)
+        for msg in carried:
+            by_tp[(msg.topic() or "", msg.partition() or 0)].append(msg)
+        total, fullest = len(carried), max(map(len, by_tp.values()), default=0)
+        cap = max_rows * BATCH_PARTITIONS
+        deadline = time.monotonic() + max_wait
+        while fullest < max_rows and total < cap and (left := deadline - time.monotonic()) > 0:
+            room = min(10_000, cap - total, max_rows - fullest)  # no partition over max_rows
+            for msg in self.consumer.consume(room, min(left, 0.2)):
+                if msg.error() is None:
+                    got = by_tp[(msg.topic() or "", msg.partition() or 0)]
+                    got.append(msg)
+                    total += 1
+                    if len(got) > fullest:
+                        fullest = len(got)
         for tp, (first, last) in list(self.intent.items()):
-            got = by_tp.get(tp)
-            if got and (got[0].offset() or 0) > first:
+            mine = by_tp.get(tp)
+            if not mine:
+                continue
+            beyond = [m for m in mine if (m.offset() or 0) > last]
+            if beyond:  # they belong to the batch after the replayed one
+                self.carry.extend(beyond)
+                mine = by_tp[tp] = [m for m in mine if (m.offset() or 0) <= last]
+                if not mine:
+                    del by_tp[tp]
+                    continue
+            if (mine[0].offset() or 0) > first:
                 del self.intent[tp]  # someone already committed past it
-            elif got and (got[-1].offset() or 0) < last:
+            elif (mine[-1].offset() or 0) < last:
                 self.carry.extend(by_tp.pop(tp))  # wait until the whole range is back
-        return by_tp
+        return dict(by_tp)
 
     def _already_inserted(self, event_ids: list[str]) -> set[str]:
         """Replayed events may be older than the Redis markers' TTL: ask ClickHouse itself."""
@@ -176,7 +180,7 @@ class ClickHouseSink:
             try:
                 rec = routed_decoder.decode(m.value() or b"{}")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                failed.append(_failure(m, f"undecodable record: {exc}"))
+                failed.append(message_failure(m, f"undecodable record: {exc}"))
                 continue
             if isinstance(rec, RoutedEvent) and not rec.forwarded:
                 routed.append((rec, m, f"{partition}:{m.offset()}"))
@@ -204,7 +208,7 @@ class ClickHouseSink:
             if at in dupes:
                 continue
             if isinstance(row, Exception):
-                failed.append(_failure(m, f"events: {row}"))
+                failed.append(message_failure(m, f"events: {row}"))
             else:
                 rows.append((row, m))
         return rows
@@ -222,12 +226,12 @@ class ClickHouseSink:
                 try:
                     row = self._row(table, m, partition)
                 except Exception as exc:  # undecodable or unstorable: dead-letter it
-                    failed.append(_failure(m, f"{table}: {exc}"))
+                    failed.append(message_failure(m, f"{table}: {exc}"))
                     continue
                 if row is not None:
                     pairs.append((row, m))
         blob, bad = pack_each([row for row, _m in pairs])
-        failed.extend(_failure(pairs[i][1], f"{table}: {why}") for i, why in bad)
+        failed.extend(message_failure(pairs[i][1], f"{table}: {why}") for i, why in bad)
         if failed:
             log.warning("records not storable, see failed_events", table=table, n=len(failed))
         return blob, len(pairs) - len(bad), failed
@@ -328,8 +332,10 @@ class ClickHouseSink:
         pool = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
         in_flight: tuple[Prepared, Future[int]] | None = None
         try:
+            gc.freeze()  # what startup loaded is never garbage: keep it out of collections
             while not stop.is_set():
-                batch = self.prepare(self.collect(max_rows, max_wait))
+                with gc_paused():
+                    batch = self.prepare(self.collect(max_rows, max_wait))
                 if in_flight is not None:
                     self.finish(in_flight[0], in_flight[1].result())
                     in_flight = None
@@ -342,19 +348,6 @@ class ClickHouseSink:
             pool.shutdown(wait=True)
             self.io.shutdown(wait=True)
             self.consumer.close()
-
-
-def _failure(m: Message, reason: str) -> list[Any]:
-    kind, at_ms = m.timestamp()
-    if kind == TIMESTAMP_NOT_AVAILABLE:
-        at_ms = int(time.time() * 1000)
-    return sink_failure_wire(
-        m.value() or b"",
-        reason.encode("utf-8", "replace").decode(),
-        m.partition() or 0,
-        m.offset() or 0,
-        at_ms,
-    )
 
 
 def sink_main(

@@ -16,6 +16,7 @@ timestamps, header fields) is range-checked here; a row that fails raises
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from math import floor
 from typing import Any
 
 import msgspec
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from pipeline.events import (
     CHANNEL_BY_TYPE,
@@ -258,6 +260,20 @@ def sink_failure_wire(
         partition,
         offset,
     ]
+
+
+def message_failure(m: Any, reason: str) -> list[Any]:
+    """``sink_failure_wire`` for a consumed Kafka message (stamped with its log time)."""
+    kind, at_ms = m.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        at_ms = int(time.time() * 1000)
+    return sink_failure_wire(
+        m.value() or b"",
+        reason.encode("utf-8", "replace").decode(),
+        m.partition() or 0,
+        m.offset() or 0,
+        at_ms,
+    )
 
 
 def snapshot_wire(s: Snapshot) -> list[Any]:

@@ -1,0 +1,23 @@
+"""The ClickHouse sink's duplicate markers against the real Redis (one script per chunk)."""
+
+from __future__ import annotations
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.sinks.clickhouse.markers import CHUNK, SeenMarkers
+from pipeline.wire.keys import RedisKeys
+
+
+def test_a_copy_is_a_duplicate_a_retry_is_not(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    markers = SeenMarkers(client, settings.topic_prefix, ttl_s=600)
+    n = CHUNK * 2 + 7  # three script calls in one round trip
+    first = [(f"e{i}", f"0:{i}") for i in range(n)]
+    assert markers.duplicates(first) == set()
+    assert markers.duplicates(first) == set()  # the same positions again: a retry
+    copies = [(f"e{i}", f"1:{i}") for i in range(0, n, 1000)] + [("new", "1:99999")]
+    assert markers.duplicates(copies) == {f"1:{i}" for i in range(0, n, 1000)}
+    key = RedisKeys(settings.topic_prefix).clickhouse_seen("e5")
+    assert client.get(key) == b"0:5" and 0 < client.ttl(key) <= 600
+    assert markers.duplicates([]) == set()
