@@ -21,17 +21,9 @@ from pipeline.config import Settings
 from pipeline.stores.identity_redis import Op, RedisIdentityGraph, Resolution
 from pipeline.transforms.identity import MemoryGraph, Rules
 from pipeline.wire.keys import SEP
+from tests.strategies import identity_sets
 
 RULES = Rules()
-identity_sets = st.fixed_dictionaries(
-    {},
-    optional={
-        "user_id": st.sampled_from(["u1", "u2", "u3"]),
-        "email": st.sampled_from(["e1", "e2", "e3", "e4", "e5"]),
-        "loyalty_id": st.sampled_from(["L1", "L2"]),
-        "anonymous_id": st.sampled_from(["ck1", "ck2", "ck3", "ck4", "null"]),
-    },
-)
 
 
 async def redis_state(r: aioredis.Redis, prefix: str) -> dict[str, Any]:
