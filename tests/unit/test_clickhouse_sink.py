@@ -215,3 +215,20 @@ def test_a_pending_intent_is_replayed_with_the_same_ranges(sink: ClickHouseSink)
     assert [m.offset() for m in by_tp[(topic, 0)]] == list(range(10, 15))
     assert [m.offset() for m in by_tp[(topic, 1)]] == [5, 6, 7]
     assert [m.offset() for m in sink.carry] == [8]
+
+
+def test_records_the_lean_reading_leaves_go_through_the_contract(
+    sink: ClickHouseSink, ch: Client
+) -> None:
+    topic = "u.events.by_customer"
+    values = [
+        b'{"k":"event","customer_id":"c","event":{"type":"future","messageId":"f1"}}',
+        b'{"k":"event","customer_id":"c","event":{"type":"page","messageId":"p1","context":[]}}',
+        event_value(Page(message_id="p2", received_at=T, context={"campaign": {"name": "x"}})),
+    ]
+    sink.flush({(topic, 0): [FakeMessage(topic, 0, i, v) for i, v in enumerate(values)]})
+    assert rows(ch, "SELECT event_id, campaign FROM events") == [("p2", "x")]
+    assert rows(ch, "SELECT event_id FROM failed_events ORDER BY kafka_offset") == [
+        ("f1",),
+        ("p1",),
+    ]

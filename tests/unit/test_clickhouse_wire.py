@@ -31,6 +31,12 @@ from pipeline.events import (
     Track,
 )
 from pipeline.sinks.clickhouse.client import connect, migrate
+from pipeline.sinks.clickhouse.event_wire import (
+    event_row_wire,
+    event_wire,
+    routed_reader,
+    routed_wire,
+)
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
     EVENT_COLUMNS,
@@ -47,8 +53,6 @@ from pipeline.sinks.clickhouse.wire import (
     FORMAT,
     Unencodable,
     change_wire,
-    event_row_wire,
-    event_wire,
     failed_wire,
     merge_wire,
     pack,
@@ -208,6 +212,27 @@ def test_events_match_the_tuple_rows(ch: Client) -> None:
 def test_events_wire_equals_the_converted_reference_row() -> None:
     for i, e in enumerate(routed(e) for e in events()):
         assert event_wire(e, "c", 1, i) == event_row_wire(event_row(e, "c", 1, i))
+
+
+def test_the_lean_reading_gives_the_same_rows() -> None:
+    """Straight from the record's bytes: context and properties as the record's own text."""
+    for i, e in enumerate(events()):
+        value = encoder.encode(RoutedEvent(customer_id="c", event=e))
+        lean = routed_wire(routed_reader.decode(value), 1, i)
+        assert lean is not None
+        assert lean == event_wire(routed(e, "c"), "c", 1, i), e
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"k":"event","customer_id":"c","event":{"type":"future","messageId":"x"}}',
+        b'{"k":"event","customer_id":"c","event":{"type":"page","context":[]}}',
+        b'{"k":"event","customer_id":"c","event":{"type":"track","event":"e","properties":null}}',
+    ],
+)
+def test_unusual_records_are_left_to_the_contract(value: bytes) -> None:
+    assert routed_wire(routed_reader.decode(value), 0, 0) is None
 
 
 def test_subclasses_take_the_reference_path() -> None:

@@ -44,6 +44,7 @@ from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
+from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_wire, routed_reader, routed_wire
 from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
@@ -56,7 +57,6 @@ from pipeline.sinks.clickhouse.rows import (
 from pipeline.sinks.clickhouse.wire import (
     FORMAT,
     change_wire,
-    event_wire,
     failed_wire,
     merge_wire,
     message_failure,
@@ -175,30 +175,25 @@ class ClickHouseSink:
     def _events(
         self, msgs: list[Message], partition: int, failed: list[list[Any]]
     ) -> list[tuple[list[Any], Message]]:
-        routed: list[tuple[RoutedEvent, Message, str]] = []
+        routed: list[tuple[SinkRouted | RoutedEvent, Message, str, str, bool]] = []
         for m in msgs:
             try:
-                rec = routed_decoder.decode(m.value() or b"{}")
+                rec = _read(m.value() or b"{}")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 failed.append(message_failure(m, f"undecodable record: {exc}"))
                 continue
-            if isinstance(rec, RoutedEvent) and not rec.forwarded:
-                routed.append((rec, m, f"{partition}:{m.offset()}"))
+            if rec is not None and (ev := rec.event) is not None:
+                at = f"{partition}:{m.offset()}"
+                routed.append((rec, m, at, ev.message_id or "", ev.replayed))
         # Redis checks the markers on the other core while this thread builds the rows
-        marking = self.io.submit(
-            self.markers.duplicates, [(r.event.message_id or "", at) for r, _m, at in routed]
-        )
-        present = self._already_inserted(
-            [r.event.message_id or "" for r, _m, _at in routed if r.event.replayed]
-        )
+        marking = self.io.submit(self.markers.duplicates, [(r[3], r[2]) for r in routed])
+        present = self._already_inserted([r[3] for r in routed if r[4]])
         built: list[tuple[list[Any] | Exception, Message, str]] = []
-        for rec, m, at in routed:
-            if rec.event.replayed and (rec.event.message_id or "") in present:
+        for rec, m, at, event_id, replayed in routed:
+            if replayed and event_id in present:
                 continue
             try:
-                row: list[Any] | Exception = event_wire(
-                    rec.event, rec.customer_id, partition, m.offset() or 0
-                )
+                row: list[Any] | Exception = _event_row(rec, m, partition)
             except Exception as exc:  # one bad row must not stop the others
                 row = exc
             built.append((row, m, at))
@@ -348,6 +343,29 @@ class ClickHouseSink:
             pool.shutdown(wait=True)
             self.io.shutdown(wait=True)
             self.consumer.close()
+
+
+def _read(value: bytes) -> SinkRouted | RoutedEvent | None:
+    """An event record for the ``events`` table (None: another kind, or a forwarded copy)."""
+    try:
+        lean = routed_reader.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        full = routed_decoder.decode(value)  # the contract decides; raises if invalid
+        return full if isinstance(full, RoutedEvent) and not full.forwarded else None
+    return lean if lean.k == "event" and lean.event is not None and not lean.forwarded else None
+
+
+def _event_row(rec: SinkRouted | RoutedEvent, m: Message, partition: int) -> list[Any]:
+    offset = m.offset() or 0
+    if isinstance(rec, SinkRouted):
+        row = routed_wire(rec, partition, offset)
+        if row is not None:
+            return row
+        full = routed_decoder.decode(m.value() or b"{}")  # unusual: the contract's way
+        if not isinstance(full, RoutedEvent):
+            raise ValueError(f"not an event record: {type(full).__name__}")
+        rec = full
+    return event_wire(rec.event, rec.customer_id, partition, offset)
 
 
 def sink_main(

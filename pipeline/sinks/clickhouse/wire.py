@@ -1,5 +1,7 @@
 """Rows for ClickHouse to parse: MsgPack, one flat value sequence per batch.
 
+(``event_wire.py`` has the ``events`` table's rows, which run for every event.)
+
 The sink no longer builds Python ``datetime``/``Decimal`` columns for
 clickhouse-connect to serialise value by value; it lists each row's values in
 the table's column order, already in the form ClickHouse's ``MsgPack`` input
@@ -26,17 +28,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from pipeline.events import (
-    CHANNEL_BY_TYPE,
-    EVENT_TYPES,
-    Email,
-    Event,
-    Page,
-    PosTransaction,
-    Screen,
-    Track,
-)
-from pipeline.sinks.clickhouse.rows import EPOCH, Snapshot, _money, _Readable, event_row
+from pipeline.sinks.clickhouse.rows import EPOCH, Snapshot, _Readable
 from pipeline.transforms.dead_letter import from_headers
 from pipeline.transforms.profile import Change
 
@@ -49,7 +41,6 @@ I64 = 2**63
 CENTS_MAX = 10**18  # Decimal(18, 2) holds 18 digits
 MS_MIN = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // MS  # the range Python datetimes cover
 MS_MAX = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // MS
-_json = msgspec.json.Encoder()
 _pack = msgspec.msgpack.Encoder()
 
 
@@ -97,118 +88,6 @@ def int64(value: int, what: str) -> int:
     if not -I64 <= value < I64:
         raise Unencodable(f"{what} {value} is out of range")
     return value
-
-
-def _order(props: dict[str, Any]) -> tuple[Any, ...]:
-    """Store, order id, revenue and item columns of a ``Track`` "Order Completed"."""
-    revenue = cents(
-        _money(props.get("revenue") if props.get("revenue") is not None else props.get("total"))
-    )
-    order = str(props.get("order_id") or props.get("orderId") or "")
-    skus, cats, brands, qtys, prices = [], [], [], [], []
-    for p in props.get("products") or []:
-        if isinstance(p, dict):
-            skus.append(str(p.get("sku") or p.get("product_id") or ""))
-            cats.append(str(p.get("category") or ""))
-            brands.append(str(p.get("brand") or ""))
-            q = p.get("quantity")
-            if isinstance(q, int) and q > 0:
-                qtys.append(uint(int(q), U32, "quantity"))  # int(True) is 1
-            else:
-                qtys.append(1)
-            prices.append(cents(_money(p.get("price"))))
-    return "", order, revenue, skus, cats, brands, qtys, prices
-
-
-def _receipt(event: PosTransaction) -> tuple[Any, ...]:
-    skus, cats, brands, qtys, prices = [], [], [], [], []
-    for li in event.items:
-        skus.append(li.sku)
-        cats.append(li.category or "")
-        brands.append(li.brand or "")
-        qtys.append(uint(li.quantity, U32, "quantity"))
-        prices.append(cents(_money(li.price)))
-    revenue = cents(_money(event.total))
-    return event.store_id, event.transaction_id, revenue, skus, cats, brands, qtys, prices
-
-
-_NO_SALE: tuple[Any, ...] = ("", "", 0, [], [], [], [], [])  # store_id ... items.price
-_KIND = {cls: str(cls.__struct_config__.tag) for cls in EVENT_TYPES}
-_EMPTY = _json.encode({})
-
-
-def _ticks(value: datetime) -> int:
-    try:
-        return (value - EPOCH) // MS
-    except TypeError:  # naive
-        return ticks(value)
-
-
-def event_wire(event: Event, customer_id: str, partition: int, offset: int) -> list[Any]:
-    """``rows.event_row`` in wire form (same columns, same values).
-
-    Written for speed (it runs for every event): one type dispatch and no helper
-    calls on the common path. Classes outside the contract take the reference path.
-    """
-    cls = type(event)
-    kind = _KIND.get(cls)
-    if kind is None:
-        return event_row_wire(event_row(event, customer_id, partition, offset))
-    sale = _NO_SALE
-    props = _EMPTY
-    campaign = ""
-    if cls is Track:
-        name = event.event  # type: ignore[union-attr]
-        if event.properties:  # type: ignore[union-attr]
-            props = _json.encode(event.properties)  # type: ignore[union-attr]
-            if name == "Order Completed":
-                sale = _order(event.properties)  # type: ignore[union-attr]
-    elif cls is Page or cls is Screen:
-        name = event.name or ""  # type: ignore[union-attr]
-        if event.properties:  # type: ignore[union-attr]
-            props = _json.encode(event.properties)  # type: ignore[union-attr]
-    elif cls is Email:
-        name = event.action  # type: ignore[union-attr]
-        campaign = event.campaign_id or ""  # type: ignore[union-attr]
-    else:
-        name = kind
-        if cls is PosTransaction:
-            sale = _receipt(event)  # type: ignore[arg-type]
-    if cls is not Email and event.context:
-        found = event.context.get("campaign")
-        if isinstance(found, dict):
-            campaign = str(found.get("name") or "")
-    timestamp = event.timestamp or event.received_at
-    return [
-        event.message_id or "",
-        customer_id,
-        kind,
-        name,
-        CHANNEL_BY_TYPE.get(kind, kind),
-        event.source or "",
-        _ticks(timestamp) if timestamp else 0,
-        _ticks(event.received_at) if event.received_at else 0,
-        event.anonymous_id or "",
-        event.user_id or "",
-        campaign,
-        *sale,
-        props,
-        _json.encode(event.context) if event.context else _EMPTY,
-        int(event.replayed),
-        partition,
-        offset,
-    ]
-
-
-def event_row_wire(row: list[Any]) -> list[Any]:
-    """A reference ``event_row`` converted to wire form (the general, slower path)."""
-    out = list(row)
-    out[6], out[7] = ticks(row[6]), ticks(row[7])
-    out[13] = cents(row[13])
-    out[17] = [uint(int(q), U32, "quantity") for q in row[17]]
-    out[18] = [cents(p) for p in row[18]]
-    out[19], out[20] = row[19].encode(), row[20].encode()
-    return out
 
 
 def failed_wire(value: bytes, headers: Any, partition: int, offset: int) -> list[Any]:
