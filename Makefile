@@ -41,10 +41,11 @@ test: setup lint ## Lint, then unit and integration tests (starts and stops its 
 test-unit: setup ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-lint: setup ## ruff (lint + format check) and mypy
+lint: setup ## ruff (lint + format check), mypy and the layering contracts (import-linter)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup up ## Benchmarks; JSON results in bench-results/
 	$(BIN)/crm bench

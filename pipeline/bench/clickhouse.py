@@ -15,7 +15,7 @@ from pipeline.config import Settings
 from pipeline.events import Event
 from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.sinks.clickhouse.access import query
-from pipeline.worker.records import RoutedEvent, encoder
+from pipeline.wire.records import RoutedEvent, encoder
 
 
 def sink_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pipeline.sinks.redis_profiles import WRITE_IF_NEWER, write_args
 from pipeline.transforms.identifiers import canonical
 from pipeline.transforms.profile import Profile
 from pipeline.wire.keys import FORGOTTEN, SEP, RedisKeys
-from pipeline.worker.records import Forget, encoder
+from pipeline.wire.records import Forget, encoder
 
 
 def owner_of(settings: Settings, identifier: str) -> str | None:

@@ -33,9 +33,9 @@ from pipeline.transforms.audience import AudienceRules
 from pipeline.transforms.identity import load_rules
 from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.segments import load_segments
+from pipeline.wire.records import Tick, encoder
 from pipeline.worker.identity_stage import IdentityStage
 from pipeline.worker.outputs import KafkaOutputs
-from pipeline.worker.records import Tick, encoder
 from pipeline.worker.retry import OUTAGES, until_done
 from pipeline.worker.stages import ProfileStage
 from pipeline.worker.state import TableState

@@ -17,8 +17,8 @@ from pipeline.events import Event
 from pipeline.metrics import EVENTS_OUT
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.transforms.identity import Decision
+from pipeline.wire.records import IdentityDecision, MergeCommand, RoutedEvent, encoder
 from pipeline.worker.outputs import Outputs, dead_letter
-from pipeline.worker.records import IdentityDecision, MergeCommand, RoutedEvent, encoder
 
 _event_decoder = msgspec.json.Decoder(Event)
 

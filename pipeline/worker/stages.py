@@ -30,8 +30,7 @@ from pipeline.transforms.profile import Change, Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
 from pipeline.wire.keys import FORGOTTEN
-from pipeline.worker.outputs import Outputs, dead_letter
-from pipeline.worker.records import (
+from pipeline.wire.records import (
     Absorb,
     Forget,
     MergeCommand,
@@ -40,6 +39,7 @@ from pipeline.worker.records import (
     encoder,
     routed_decoder,
 )
+from pipeline.worker.outputs import Outputs, dead_letter
 from pipeline.worker.snapshot import snapshot_encoder, summarise
 from pipeline.worker.state import (
     DAY_MS,

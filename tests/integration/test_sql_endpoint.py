@@ -16,7 +16,7 @@ from pipeline.cli.processes import crm_process
 from pipeline.events import Page
 from pipeline.kafka.producer import ConfirmedProducer, Record
 from pipeline.sinks.clickhouse.access import query
-from pipeline.worker.records import RoutedEvent, encoder
+from pipeline.wire.records import RoutedEvent, encoder
 from tests.integration.conftest import wait_for
 
 REFUSED = [

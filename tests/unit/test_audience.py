@@ -19,7 +19,7 @@ from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
 from pipeline.transforms.profile import Change, Profile, decode
 from pipeline.transforms.profile_view import render
 from pipeline.transforms.segments import parse_segments
-from pipeline.worker.records import Forget, RoutedEvent, Tick, encoder
+from pipeline.wire.records import Forget, RoutedEvent, Tick, encoder
 from pipeline.worker.stages import ProfileStage
 
 DAY = 86_400_000

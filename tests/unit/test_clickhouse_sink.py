@@ -24,7 +24,7 @@ from pipeline.sinks.clickhouse import runner
 from pipeline.sinks.clickhouse.client import connect, migrate
 from pipeline.sinks.clickhouse.runner import ClickHouseSink
 from pipeline.sinks.clickhouse.wire import SINK_ERROR, SINK_SOURCE
-from pipeline.worker.records import MergeCommand, RoutedEvent, encoder
+from pipeline.wire.records import MergeCommand, RoutedEvent, encoder
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 NOW_MS = 1_795_000_000_000

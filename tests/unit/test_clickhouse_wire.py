@@ -61,7 +61,7 @@ from pipeline.sinks.clickhouse.wire import (
 )
 from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.profile import Change
-from pipeline.worker.records import RoutedEvent, encoder, routed_decoder
+from pipeline.wire.records import RoutedEvent, encoder, routed_decoder
 
 T = datetime(2026, 11, 24, 18, 31, 41, 242951, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))

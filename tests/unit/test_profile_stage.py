@@ -9,7 +9,7 @@ import pytest
 from pipeline.events import LineItem, Page, PosTransaction
 from pipeline.testing import ListSink, Outbox
 from pipeline.transforms.profile import Profile, decode
-from pipeline.worker.records import Forget, MergeCommand, RoutedEvent, encoder, routed_decoder
+from pipeline.wire.records import Forget, MergeCommand, RoutedEvent, encoder, routed_decoder
 from pipeline.worker.stages import ProfileStage
 from pipeline.worker.state import DAY_MS, decode_ids, seen_key
 

@@ -65,7 +65,7 @@ from pipeline.sinks.clickhouse.wire import (
     snapshot_wire,
 )
 from pipeline.transforms.profile import Change
-from pipeline.worker.records import IdentityDecision, RoutedEvent, routed_decoder
+from pipeline.wire.records import IdentityDecision, RoutedEvent, routed_decoder
 
 log = get_logger("clickhouse-sink")
 BATCH_PARTITIONS = 8  # a batch holds at most this many partitions' worth of rows
