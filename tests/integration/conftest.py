@@ -44,11 +44,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def services() -> Iterator[dict[str, str]]:
     os.environ.update(TEST_ENV)
     get_settings.cache_clear()
-    subprocess.run([SERVICES, "down"], check=False)
-    shutil.rmtree(TEST_ENV["CRM_DATA_DIR"], ignore_errors=True)
+    # CRM_TEST_SERVICES=shared: start the test services if they are down and leave them up,
+    # so several pytest runs can share them (each test has its own topics and keys anyway).
+    shared = os.environ.get("CRM_TEST_SERVICES") == "shared"
+    if not shared:
+        subprocess.run([SERVICES, "down"], check=False)
+        shutil.rmtree(TEST_ENV["CRM_DATA_DIR"], ignore_errors=True)
     subprocess.run([SERVICES, "up"], check=True)
     yield TEST_ENV
-    subprocess.run([SERVICES, "down"], check=False)
+    if not shared:
+        subprocess.run([SERVICES, "down"], check=False)
 
 
 @pytest.fixture
