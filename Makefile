@@ -34,7 +34,11 @@ status: setup ## Overview of services, topics, Redis and ClickHouse
 demo: setup ## Run the whole pipeline with simulated traffic and print a summary
 	$(BIN)/crm demo
 
-test: setup lint ## Lint, then unit and integration tests (starts and stops its own services)
+test-deps: setup ## What the SDK and browser tests need: npm packages, Go modules, Debian's chromium
+	infra/sdk-deps.sh
+	infra/browser-deps.sh
+
+test: setup lint test-deps ## Lint, then unit and integration tests (starts and stops its own services)
 	$(BIN)/crm schemas export --check
 	$(BIN)/pytest
 
@@ -53,4 +57,4 @@ bench: setup up ## Benchmarks; JSON results in bench-results/
 clean: down ## Stop services and delete local data
 	rm -rf .crm-data .crm-test bench-results
 
-.PHONY: help setup up down status demo test test-unit lint bench clean
+.PHONY: help setup up down status demo test test-deps test-unit lint bench clean

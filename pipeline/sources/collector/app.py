@@ -45,6 +45,8 @@ from pipeline.logs import get_logger
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
+from pipeline.sources.collector.responses import json_response
+from pipeline.sources.collector.sdk_config import sdk_routes
 from pipeline.sources.ingest import Ingestor, Prepared
 from pipeline.transforms.sendgrid import to_email_event
 from pipeline.transforms.validate import MALFORMED, malformed
@@ -92,12 +94,6 @@ class _BatchBody(msgspec.Struct, rename="camel"):
 
 class _KeyOnly(msgspec.Struct, rename="camel"):
     write_key: str | None = None
-
-
-def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(_encode(payload), status, headers=headers, media_type="application/json")
 
 
 class Collector:
@@ -316,22 +312,6 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return json_response(openapi_document())
 
-    async def project_settings(request: Request) -> Response:
-        # What analytics.js loads from its CDN (cdnURL pointed here): deliver to this host.
-        key = request.path_params["write_key"]
-        if not is_valid(key, settings.write_key_set):
-            return json_response({"error": "unknown write key"}, 404)
-        host = f"{request.url.netloc}/v1"
-        segment = {"apiKey": key, "apiHost": host, "protocol": request.url.scheme}
-        return json_response(
-            {
-                "integrations": {"Segment.io": segment},
-                "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}},
-                "enabledMiddleware": {},
-                "metrics": {"sampleRate": 0},
-            }
-        )
-
     routes = [
         Route(p, _route(collector, p, collector.single), methods=["POST"]) for p in SINGLE_ENDPOINTS
     ]
@@ -343,8 +323,8 @@ def create_app(
         Route(p, _route(collector, "/v1/batch", collector.batch), methods=["POST"])
         for p in BATCH_ROUTES
     ]
+    routes += sdk_routes(settings)
     routes += [
-        Route("/v1/projects/{write_key}/settings", project_settings, methods=["GET"]),
         Route(
             "/v1/webhooks/sendgrid",
             _route(collector, "/v1/webhooks/sendgrid", collector.sendgrid),
