@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install everything (Python, redis-server); idempotent
+setup: $(STAMP) ## Create .venv and install everything (Python, redis-server, web/dist/crm.js); idempotent
+	@infra/web-build.sh --optional
 
 up: setup ## Start Kafka (KRaft) and Redis on loopback, create topics
 	infra/services.sh up

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     hash_pii: bool = Field(default=True, description="Hash emails and phones before Kafka")
     pii_salt: SecretStr = Field(default=SecretStr(""), description="Salt mixed into PII hashes")
     cors_origins: str = Field(default="*", description="Comma-separated allowed CORS origins")
+    snippet_path: Path = Field(
+        default=REPO_ROOT / "web" / "dist" / "crm.js",
+        description="The built tracking snippet served at /v1/crm.js (make setup builds it)",
+    )
+    cdn_path: str = Field(
+        default="",
+        description="Path prefix of a second analytics.js settings route (cdnURL: collector + it)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = Field(default="console")
 
