@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         default="",
         description="Path prefix of a second analytics.js settings route (cdnURL: collector + it)",
     )
+    ip_capture: Literal["full", "truncated", "off"] = Field(
+        default="full",
+        description="context.ip from the request: as is, with the host part zeroed, or not at all",
+    )
+    trusted_ip_header: str = Field(
+        default="",
+        description="Header a trusted proxy sets with the client address (X-Forwarded-For)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = Field(default="console")
 

@@ -81,6 +81,7 @@ class Page(Envelope, tag="page", kw_only=True):
 
 class Screen(Envelope, tag="screen", kw_only=True):
     name: Name | None = None
+    category: Name | None = None
     properties: dict[str, Any] = {}
 
 
@@ -90,6 +91,13 @@ class Identify(Envelope, tag="identify", kw_only=True):
 
 class Alias(Envelope, tag="alias", kw_only=True):
     previous_id: Id
+
+
+class Group(Envelope, tag="group", kw_only=True):
+    """Membership of an account, company or household, with that group's traits."""
+
+    group_id: Id
+    traits: dict[str, Any] = {}
 
 
 # --- Other channels ------------------------------------------------------------
@@ -163,6 +171,7 @@ Event = (
     | Screen
     | Identify
     | Alias
+    | Group
     | CookieSync
     | Email
     | PosTransaction
@@ -175,13 +184,14 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     Screen,
     Identify,
     Alias,
+    Group,
     CookieSync,
     Email,
     PosTransaction,
     Consent,
     Support,
 )
-SEGMENT_TYPES = frozenset({"track", "page", "screen", "identify", "alias"})
+SEGMENT_TYPES = frozenset({"track", "page", "screen", "identify", "alias", "group"})
 
 
 def event_type(event: Envelope) -> str:
@@ -195,6 +205,7 @@ CHANNEL_BY_TYPE = {
     "screen": "app",
     "identify": "web",
     "alias": "web",
+    "group": "web",
     "cookie_sync": "cookie",
     "email": "email",
     "pos_transaction": "pos",

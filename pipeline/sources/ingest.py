@@ -16,12 +16,13 @@ import msgspec
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidEvent, TerminalError
-from pipeline.events import Envelope, Event, event_type
+from pipeline.events import EVENT_TYPES, Envelope, Event, event_type
 from pipeline.kafka.producer import Record
 from pipeline.metrics import DEAD_LETTERED, EVENTS_IN
 from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.enrich import enrich, stable_message_id
 from pipeline.transforms.identifiers import strongest
+from pipeline.transforms.request_context import RequestContext
 from pipeline.transforms.validate import check_event_time, check_rules, decode_event
 
 _encoder = msgspec.json.Encoder()
@@ -36,12 +37,41 @@ class Rejection:
 
 @dataclass
 class Prepared:
-    """What one request turns into: records to publish and per-item outcomes."""
+    """What one request turns into: records to publish and per-item outcomes.
+
+    ``warnings`` are (index, message) of fields dropped from accepted events.
+    """
 
     records: list[Record] = field(default_factory=list)
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     types: dict[str, int] = field(default_factory=dict)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+# Top-level fields each type reads; anything else a client sent is kept verbatim in the
+# published record (the archive holds what was sent), except the write key, a secret.
+_KNOWN = {
+    cls: frozenset(f.encode_name for f in msgspec.structs.fields(cls)) | {"type", "writeKey"}
+    for cls in EVENT_TYPES
+}
+
+
+def _with_unknown_fields(encoded: bytes, raw: bytes | memoryview, cls: type) -> bytes:
+    """``encoded`` plus the top-level fields of ``raw`` that the contract does not name."""
+    known = _KNOWN.get(cls)
+    if known is None:
+        return encoded
+    try:
+        fields = _top_level.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return encoded
+    extra = [(k, v) for k, v in fields.items() if k not in known]
+    if not extra:
+        return encoded
+    parts = b",".join(_encoder.encode(k) + b":" + bytes(v) for k, v in extra)
+    return encoded[:-1] + b"," + parts + b"}"
 
 
 class Ingestor:
@@ -64,6 +94,7 @@ class Ingestor:
         batch_sent_at: datetime | None = None,
         received_at: datetime | None = None,
         out: Prepared | None = None,
+        request: RequestContext | None = None,
     ) -> Prepared:
         """Decode and validate JSON items (one per event)."""
         out = out or Prepared()
@@ -74,7 +105,9 @@ class Ingestor:
                 if len(raw) > limit:
                     raise TerminalError(f"event is {len(raw)} bytes, limit is {limit}", "too_large")
                 event = decode_event(raw, expected)
-                self._add_valid(out, event, raw, source, batch_sent_at, received_at, index)
+                self._add_valid(
+                    out, event, raw, source, batch_sent_at, received_at, index, request, True
+                )
             except TerminalError as exc:
                 self.add_rejected(out, bytes(raw), exc, source, received_at, index)
         return out
@@ -108,7 +141,11 @@ class Ingestor:
         batch_sent_at: datetime | None,
         received_at: datetime,
         index: int,
+        request: RequestContext | None = None,
+        raw_is_event: bool = False,
     ) -> None:
+        """Publish one valid event; ``raw_is_event``: ``raw`` is the client's JSON of it."""
+        warnings: list[str] = []
         try:
             enriched = enrich(
                 event,
@@ -118,6 +155,8 @@ class Ingestor:
                 batch_sent_at=batch_sent_at,
                 salt=self._salt,
                 hash_pii=self.settings.hash_pii,
+                request=request,
+                warnings=warnings,
             )
         except OverflowError:  # clock-skew correction of a time near year 1 or 9999
             raise InvalidEvent("timestamp or sentAt out of any usable range", "rule") from None
@@ -127,9 +166,12 @@ class Ingestor:
             Record(
                 self.events_topic,
                 f"{key[0]}:{key[1]}".encode() if key else None,
-                _encoder.encode(enriched),
+                _with_unknown_fields(_encoder.encode(enriched), raw, type(event))
+                if raw_is_event
+                else _encoder.encode(enriched),
             )
         )
+        out.warnings.extend((index, w) for w in warnings)
         kind = event_type(enriched)
         out.types[kind] = out.types.get(kind, 0) + 1
         out.accepted += 1

@@ -14,8 +14,22 @@ from typing import Any
 import msgspec
 
 from pipeline.errors import InvalidEvent
-from pipeline.events import Alias, ContactEnvelope, CookieSync, Event, Identify
+from pipeline.events import (
+    SEGMENT_TYPES,
+    Alias,
+    ContactEnvelope,
+    CookieSync,
+    Event,
+    Group,
+    Identify,
+    event_type,
+)
 from pipeline.transforms.identifiers import IdentifierError, canonical, is_blocked
+from pipeline.transforms.request_context import (
+    RequestContext,
+    enrich_context,
+    merged_integrations,
+)
 
 
 def corrected_time(
@@ -45,22 +59,35 @@ def stable_message_id(raw: bytes | memoryview, source: str, index: int = 0) -> s
 
 
 def _hash_traits(
-    traits: dict[str, Any], salt: str, hash_pii: bool, where: str
+    traits: dict[str, Any], salt: str, hash_pii: bool, where: str, warnings: list[str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Hash email/phone traits in place of the raw values; return the identities found."""
+    """Hash email/phone traits in place of the raw values; return the identities found.
+
+    An invalid email or phone is dropped from the traits with a warning: the rest
+    of the call (other traits, the event itself) is still good.
+    """
     found: dict[str, str] = {}
     out = traits
     for kind in ("email", "phone"):
         value = traits.get(kind)
-        if isinstance(value, str) and not is_blocked(value):
-            try:
-                hashed = canonical(kind, value, salt=salt, hash_pii=hash_pii)
-            except IdentifierError as exc:
-                raise InvalidEvent(f"{where}.{kind}: {exc}", "identifier") from None
-            if out is traits:
-                out = dict(traits)
-            out[kind] = hashed
-            found[kind] = hashed
+        if value is None:
+            continue
+        if out is traits:
+            out = dict(traits)
+        if not isinstance(value, str):
+            del out[kind]
+            warnings.append(f"{where}.{kind} dropped: expected a string")
+            continue
+        if is_blocked(value):
+            continue
+        try:
+            hashed = canonical(kind, value, salt=salt, hash_pii=hash_pii)
+        except IdentifierError as exc:
+            del out[kind]
+            warnings.append(f"{where}.{kind} dropped: {exc}")
+            continue
+        out[kind] = hashed
+        found[kind] = hashed
     for key in ("loyalty_id", "loyaltyId"):
         value = traits.get(key)
         if isinstance(value, str) and not is_blocked(value):
@@ -77,11 +104,26 @@ def enrich(
     batch_sent_at: datetime | None = None,
     salt: str = "",
     hash_pii: bool = True,
+    request: RequestContext | None = None,
+    warnings: list[str] | None = None,
 ) -> Event:
-    """Return the event as it is published: corrected time, identities, hashed PII."""
+    """Return the event as it is published: corrected time, identities, hashed PII.
+
+    ``request`` adds what the HTTP request knows (see ``request_context``); fields
+    dropped on the way (an invalid ``traits.email``) are described in ``warnings``.
+    """
     sent_at = event.sent_at or batch_sent_at
     identities: dict[str, str] = {}
     changes: dict[str, Any] = {}
+    warnings = warnings if warnings is not None else []
+    context = event.context
+    if request is not None:
+        enriched = enrich_context(context, request, web=event_type(event) in SEGMENT_TYPES)
+        if enriched is not None:
+            context = changes["context"] = enriched
+        integrations = merged_integrations(event.integrations, request)
+        if integrations is not None:
+            changes["integrations"] = integrations
 
     if event.user_id and not is_blocked(event.user_id):
         identities["user_id"] = event.user_id
@@ -89,13 +131,16 @@ def enrich(
         identities["anonymous_id"] = event.anonymous_id
 
     if isinstance(event, Identify) and event.traits:
-        changes["traits"], found = _hash_traits(event.traits, salt, hash_pii, "traits")
+        changes["traits"], found = _hash_traits(event.traits, salt, hash_pii, "traits", warnings)
         identities.update(found)
-    ctx_traits = event.context.get("traits") if event.context else None
+    elif isinstance(event, Group) and event.traits:
+        # a group's contact email is hashed like a person's, but identifies no customer
+        changes["traits"], _ = _hash_traits(event.traits, salt, hash_pii, "traits", warnings)
+    ctx_traits = context.get("traits") if context else None
     if isinstance(ctx_traits, dict) and ctx_traits:
-        hashed, found = _hash_traits(ctx_traits, salt, hash_pii, "context.traits")
+        hashed, found = _hash_traits(ctx_traits, salt, hash_pii, "context.traits", warnings)
         if hashed is not ctx_traits:
-            changes["context"] = {**event.context, "traits": hashed}
+            changes["context"] = {**context, "traits": hashed}
         for kind, value in found.items():
             identities.setdefault(kind, value)
 
@@ -127,12 +172,14 @@ def enrich(
     elif isinstance(event, Alias) and not is_blocked(event.previous_id):
         identities.setdefault("anonymous_id", event.previous_id)
 
+    client_time = event.timestamp or event.original_timestamp
     return msgspec.structs.replace(
         event,
         message_id=event.message_id or message_id,
         user_id=event.user_id or None,  # "" (RudderStack's anonymous visitor) is absent
-        timestamp=corrected_time(event.timestamp, sent_at, received_at),
-        original_timestamp=event.timestamp,
+        # RudderStack's server SDKs send only originalTimestamp: it is the client's time then
+        timestamp=corrected_time(client_time, sent_at, received_at),
+        original_timestamp=client_time,
         sent_at=sent_at,
         received_at=received_at,
         identities=identities,

@@ -14,6 +14,7 @@ from pipeline.events import (
     Consent,
     Email,
     Event,
+    Group,
     Identify,
     Page,
     PosTransaction,
@@ -22,6 +23,7 @@ from pipeline.events import (
     Track,
     event_type,
 )
+from pipeline.transforms.attribution import touch_of
 from pipeline.transforms.profile import (
     Lww,
     Profile,
@@ -147,6 +149,16 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
     p.channels = {channel: Span(t, t, 1)}
     label = f"{kind}:{event.event}" if isinstance(event, Track) else kind
     p.counts = {label: 1}
+    context = event.context
+    if context:
+        # Segment's context.traits carry identify traits on any call (RudderStack's JS SDK
+        # sends them only there); the call's own traits win on a conflict.
+        ctx_traits = context.get("traits")
+        if isinstance(ctx_traits, dict) and ctx_traits:
+            p.traits = {str(k): Lww(v, t, eid) for k, v in ctx_traits.items()}
+        touch = touch_of(context)
+        if touch is not None:
+            p.first_touch = Lww(touch, t, eid)
 
     stated = isinstance(event, Track) and event.event == PREFERENCES_EVENT
     if isinstance(event, WEB_TYPES) and not stated:
@@ -178,7 +190,9 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
             )
             _purchase(p, t, total, lines, rules, "web")
     elif isinstance(event, Identify):
-        p.traits = {k: Lww(v, t, eid) for k, v in event.traits.items()}
+        p.traits = {**p.traits, **{k: Lww(v, t, eid) for k, v in event.traits.items()}}
+    elif isinstance(event, Group):
+        p.groups = {event.group_id: {k: Lww(v, t, eid) for k, v in event.traits.items()}}
     elif isinstance(event, PosTransaction):
         pos_lines = [
             _Line(li.sku, li.category, li.brand, li.quantity, cents(li.price) * li.quantity)

@@ -5,7 +5,8 @@ out-of-order events, replays and Beam's CombinePerKey the same operation:
 
 * counters and money (integer cents, so sums do not depend on order) add;
 * first/last times take min/max;
-* traits, consent and case status are last-writer-wins by (event time, event id);
+* traits, group traits, consent and case status are last-writer-wins by (event time,
+  event id); first-touch attribution is first-writer-wins by the same order;
 * identifier and purchase-time sets unite;
 * web sessions are intervals merged when closer than the inactivity gap.
 
@@ -123,6 +124,8 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True):
     channels: dict[str, Span] = {}
     counts: dict[str, int] = {}
     traits: dict[str, Lww] = {}
+    groups: dict[str, dict[str, Lww]] = {}  # group (account) id -> that group's traits
+    first_touch: Lww | None = None  # attribution of the earliest touch: first writer wins
     consent: dict[str, Lww] = {}
     sessions: list[Session] = []
     page_views: int = 0
@@ -277,6 +280,13 @@ def merge_into(a: Profile, b: Profile) -> Profile:
         )
     _add_into(a.counts, b.counts)
     _lww_into(a.traits, b.traits)
+    for group, traits in b.groups.items():
+        _lww_into(a.groups.setdefault(group, {}), traits)
+    if b.first_touch is not None and (
+        a.first_touch is None
+        or (b.first_touch.ts, b.first_touch.eid) < (a.first_touch.ts, a.first_touch.eid)
+    ):
+        a.first_touch = b.first_touch
     _lww_into(a.consent, b.consent)
     for session in b.sessions:
         a.sessions = add_session(a.sessions, session)

@@ -84,6 +84,12 @@ SECTIONS: dict[str, Section] = {
     "version": lambda p, _n: p.version,
     "identifiers": lambda p, _n: p.identifiers,
     "traits": lambda p, _n: {k: v.value for k, v in sorted(p.traits.items())},
+    "groups": lambda p, _n: {
+        g: {k: v.value for k, v in sorted(traits.items())} for g, traits in sorted(p.groups.items())
+    },
+    "first_touch": lambda p, _n: (
+        {**p.first_touch.value, "at": _iso(p.first_touch.ts)} if p.first_touch else None
+    ),
     "consent": lambda p, _n: {k: v.value for k, v in sorted(p.consent.items())},
     "first_seen": lambda p, _n: _iso(p.first_seen),
     "last_seen": lambda p, _n: _iso(p.last_seen),

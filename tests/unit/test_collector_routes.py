@@ -71,18 +71,22 @@ def test_batch_accepts_valid_and_reports_invalid_by_index(client, producer):
             "batch": [
                 {"type": "page", "anonymousId": "a"},
                 {"type": "track", "anonymousId": "a"},
-                {"type": "identify", "userId": "u", "traits": {"email": "bad"}},
+                {"type": "identify", "userId": "u", "traits": {"email": "bad", "plan": "pro"}},
             ]
         },
         headers=AUTH,
     )
     assert r.status_code == 200
     body = r.json()
-    assert body["accepted"] == 1
-    assert [(x["index"], x["type"]) for x in body["rejected"]] == [(1, "schema"), (2, "identifier")]
-    assert len(producer.on(".events")) == 1
+    assert body["accepted"] == 2
+    assert [(x["index"], x["type"]) for x in body["rejected"]] == [(1, "schema")]
+    # an invalid email drops that trait, not the identify
+    (warning,) = body["warnings"]
+    assert warning["index"] == 2 and warning["message"].startswith("traits.email dropped")
+    published = [msgspec.json.decode(r.value) for r in producer.on(".events")]
+    assert published[1]["traits"] == {"plan": "pro"} and published[1]["userId"] == "u"
     dlq = producer.on(".events.dlq")
-    assert len(dlq) == 2
+    assert len(dlq) == 1
     headers = dict(dlq[0].headers or [])
     assert headers["crm.error.index"] == b"1" and b"event" in headers["crm.error.reason"]
     assert msgspec.json.decode(dlq[0].value) == {"type": "track", "anonymousId": "a"}
@@ -316,3 +320,81 @@ def test_analytics_js_settings_point_delivery_at_this_collector(client):
     segment = r.json()["integrations"]["Segment.io"]
     assert segment["apiKey"] == "k1" and segment["apiHost"].endswith("/v1")
     assert client.get("/v1/projects/unknown/settings").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/v1/group", "/v1/g"])
+def test_group_is_a_call_of_its_own(client, producer, path):
+    body = {"userId": "u1", "groupId": "acme", "traits": {"plan": "pro", "email": "Ops@Acme.io"}}
+    r = client.post(path, json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    (rec,) = producer.records
+    published = msgspec.json.decode(rec.value)
+    assert published["type"] == "group" and published["groupId"] == "acme"
+    # a group's contact email is hashed like any email, and identifies nobody
+    assert published["traits"]["plan"] == "pro" and len(published["traits"]["email"]) == 64
+    assert published["identities"] == {"user_id": "u1"}
+
+
+def test_batch_context_integrations_and_unknown_fields_survive(client, producer):
+    r = client.post(
+        "/v1/batch",
+        json={
+            "batch": [
+                {
+                    "type": "screen",
+                    "userId": "u1",
+                    "name": "Home",
+                    "category": "Main",
+                    "properties": {"tab": 2},
+                    "channel": "mobile",
+                    "context": {"app": {"version": "1.2"}},
+                    "writeKey": "k1",
+                }
+            ],
+            "context": {"library": {"name": "mobile-sdk"}, "app": {"version": "0"}},
+            "integrations": {"All": True},
+        },
+        headers={
+            **AUTH,
+            "User-Agent": "MyApp/1.2 (iPhone; iOS 17.1)",
+            "X-Forwarded-For": "1.2.3.4",
+        },
+    )
+    assert r.status_code == 200, r.text
+    published = msgspec.json.decode(producer.records[0].value)
+    assert published["category"] == "Main" and published["properties"] == {"tab": 2}
+    assert published["channel"] == "mobile"  # not in the contract: kept verbatim
+    assert "writeKey" not in published  # a secret is never archived
+    ctx = published["context"]
+    assert ctx["app"] == {"version": "1.2"} and ctx["library"] == {"name": "mobile-sdk"}
+    assert ctx["userAgent"].startswith("MyApp") and "userAgentParsed" in ctx
+    # no trusted proxy header configured: the TCP peer, not what the client claims
+    assert ctx["ip"] != "1.2.3.4"
+    assert published["integrations"] == {"All": True}
+
+
+def test_errors_carry_code_and_message_where_sdks_read_them(client, producer):
+    r = client.post("/v1/track", json={"userId": "u1"}, headers=AUTH)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == "schema" and "event" in body["message"]
+    assert body["error"] == {"type": "schema", "message": body["message"]}
+    r = client.post("/v1/track", json={"userId": "u1", "event": "x"})
+    assert r.status_code == 401 and r.json()["code"] == "request"
+
+
+def test_trusted_proxy_header_and_truncation(producer):
+    settings = Settings(
+        write_keys="k1",
+        topic_prefix="t.",
+        trusted_ip_header="X-Forwarded-For",
+        ip_capture="truncated",
+    )
+    with TestClient(create_app(settings, producer)) as c:
+        r = c.post(
+            "/v1/page",
+            json={"anonymousId": "a"},
+            headers={**AUTH, "X-Forwarded-For": "198.51.100.7, 10.0.0.1"},
+        )
+    assert r.status_code == 200
+    assert msgspec.json.decode(producer.records[0].value)["context"]["ip"] == "198.51.100.0"

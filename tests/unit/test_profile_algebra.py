@@ -9,7 +9,17 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.events import Consent, Email, Identify, LineItem, Page, PosTransaction, Support, Track
+from pipeline.events import (
+    Consent,
+    Email,
+    Group,
+    Identify,
+    LineItem,
+    Page,
+    PosTransaction,
+    Support,
+    Track,
+)
 from pipeline.transforms.fold import fold
 from pipeline.transforms.profile import Profile, combine
 
@@ -32,11 +42,30 @@ ids = st.fixed_dictionaries(
 )
 
 
+PAGE_CONTEXT = {"page": {"url": "https://shop.example/", "referrer": "https://www.google.com/"}}
+CAMPAIGN_CONTEXT = {
+    "page": {"url": "https://shop.example/?utm_source=news"},
+    "campaign": {"source": "news", "medium": "email", "name": "spring"},
+}
+TRAITS_CONTEXT = {"traits": {"city": "Kaunas", "plan": "silver"}}
+
+
 @st.composite
 def events(draw: st.DrawFn, n: int = 0):
     kind = draw(
         st.sampled_from(
-            ["page", "view", "add", "order", "identify", "pos", "email", "consent", "support"]
+            [
+                "page",
+                "view",
+                "add",
+                "order",
+                "identify",
+                "group",
+                "pos",
+                "email",
+                "consent",
+                "support",
+            ]
         )
     )
     common = {
@@ -47,7 +76,18 @@ def events(draw: st.DrawFn, n: int = 0):
     }
     price = draw(st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda x: round(x, 2)))
     if kind == "page":
-        return Page(name="home", **common)
+        # page context makes the event a touch: first_touch is first-writer-wins
+        context = draw(st.sampled_from([{}, PAGE_CONTEXT, CAMPAIGN_CONTEXT, TRAITS_CONTEXT]))
+        return Page(name="home", context=context, **common)
+    if kind == "group":
+        return Group(
+            group_id=draw(st.sampled_from(["acme", "initech"])),
+            traits={
+                "plan": draw(st.sampled_from(["free", "pro"])),
+                "seats": draw(st.integers(1, 9)),
+            },
+            **common,
+        )
     if kind == "view":
         return Track(
             event="Product Viewed", properties={"sku": draw(st.sampled_from(["A", "B"]))}, **common

@@ -24,6 +24,7 @@ from pipeline.events import (
     EVENT_TYPES,
     Email,
     Event,
+    Group,
     Id,
     LineItem,
     Money,
@@ -111,6 +112,10 @@ def event_wire(event: Event, customer_id: str, partition: int, offset: int) -> l
     elif cls is Email:
         name = event.action  # type: ignore[union-attr]
         campaign = event.campaign_id or ""  # type: ignore[union-attr]
+    elif cls is Group:
+        name = event.group_id  # type: ignore[union-attr]
+        if event.traits:  # type: ignore[union-attr]
+            props = _json.encode(event.traits)  # type: ignore[union-attr]
     else:
         name = kind
         if cls is PosTransaction:
@@ -174,6 +179,8 @@ class _Event(msgspec.Struct, rename="camel"):
     properties: msgspec.Raw = _EMPTY_RAW  # track, page, screen
     action: str = ""  # email
     campaign_id: Id | None = None  # email
+    group_id: Id = ""  # group
+    traits: msgspec.Raw = _EMPTY_RAW  # group
     transaction_id: Id = ""  # pos_transaction
     store_id: Id = ""
     items: list[LineItem] = []
@@ -204,7 +211,12 @@ def routed_wire(rec: SinkRouted, partition: int, offset: int) -> list[Any] | Non
         return None
     kind = ev.type
     context = bytes(ev.context)
-    props = bytes(ev.properties) if kind in _WITH_PROPERTIES else _EMPTY
+    if kind in _WITH_PROPERTIES:
+        props = bytes(ev.properties)
+    elif kind == "group":
+        props = bytes(ev.traits)
+    else:
+        props = _EMPTY
     if context[:1] != b"{" or props[:1] != b"{":
         return None
     sale = _NO_SALE
@@ -218,6 +230,8 @@ def routed_wire(rec: SinkRouted, partition: int, offset: int) -> list[Any] | Non
     elif kind == "email":
         name = ev.action
         campaign = ev.campaign_id or ""
+    elif kind == "group":
+        name = ev.group_id
     else:
         name = kind
         if kind == "pos_transaction":

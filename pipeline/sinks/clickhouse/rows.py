@@ -12,6 +12,7 @@ from pipeline.events import (
     CHANNEL_BY_TYPE,
     Email,
     Event,
+    Group,
     Page,
     PosTransaction,
     Screen,
@@ -114,6 +115,8 @@ def _name(event: Event) -> str:
         return event.name or ""
     if isinstance(event, Email):
         return event.action
+    if isinstance(event, Group):
+        return event.group_id
     return event_type(event)
 
 
@@ -157,6 +160,8 @@ def event_row(event: Event, customer_id: str, partition: int, offset: int) -> li
                     prices.append(_money(p.get("price")))
     elif isinstance(event, Page | Screen):
         props = event.properties
+    elif isinstance(event, Group):
+        props = event.traits  # the group's traits; the group id is the name
     kind = event_type(event)
     return [
         event.message_id or "",

@@ -33,6 +33,7 @@ from pipeline.events import (
     CookieSync,
     Envelope,
     Event,
+    Group,
     Identify,
     Page,
     PosTransaction,
@@ -45,9 +46,10 @@ from pipeline.logs import get_logger
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
-from pipeline.sources.collector.responses import json_response
+from pipeline.sources.collector.responses import error_response, json_response
 from pipeline.sources.collector.sdk_config import sdk_routes
 from pipeline.sources.ingest import Ingestor, Prepared
+from pipeline.transforms.request_context import RequestContext, client_ip, truncate_ip
 from pipeline.transforms.sendgrid import to_email_event
 from pipeline.transforms.validate import MALFORMED, malformed
 
@@ -60,6 +62,7 @@ SINGLE_ENDPOINTS: dict[str, type[Envelope]] = {
     "/v1/screen": Screen,
     "/v1/identify": Identify,
     "/v1/alias": Alias,
+    "/v1/group": Group,
     "/v1/cookie-sync": CookieSync,
     "/v1/consent": Consent,
     "/v1/support": Support,
@@ -73,6 +76,7 @@ SHORT_ROUTES = {
     "/v1/i": "/v1/identify",
     "/v1/a": "/v1/alias",
     "/v1/s": "/v1/screen",
+    "/v1/g": "/v1/group",
 }
 BATCH_ROUTES = ("/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch")
 # Request headers browser SDKs send (RudderStack's JS SDK asks for anonymousid and sentat
@@ -90,6 +94,9 @@ class _BatchBody(msgspec.Struct, rename="camel"):
     batch: list[msgspec.Raw]
     sent_at: datetime | None = None
     write_key: str | None = None
+    # Segment's batch API: context and integrations for every event of the batch
+    context: dict[str, Any] = {}
+    integrations: dict[str, Any] = {}
 
 
 class _KeyOnly(msgspec.Struct, rename="camel"):
@@ -153,6 +160,28 @@ class Collector:
         if not is_valid(key, self._keys):
             raise HTTPError(401, "invalid write key")
 
+    def request_context(
+        self,
+        request: Request,
+        batch_context: dict[str, Any] | None = None,
+        batch_integrations: dict[str, Any] | None = None,
+    ) -> RequestContext:
+        """What the request adds to its events' context: address, user agent, batch context."""
+        mode = self.settings.ip_capture
+        ip = None
+        if mode != "off":
+            header = self.settings.trusted_ip_header
+            forwarded = request.headers.get(header) if header else None
+            ip = client_ip(request.client.host if request.client else None, forwarded)
+            if ip and mode == "truncated":
+                ip = truncate_ip(ip)
+        return RequestContext(
+            ip=ip,
+            user_agent=request.headers.get("user-agent"),
+            batch_context=batch_context or {},
+            batch_integrations=batch_integrations or {},
+        )
+
     async def publish(self, prepared: Prepared, source: str) -> None:
         if self.producer is None:
             raise TransientError("collector not started")
@@ -169,28 +198,26 @@ class Collector:
         rejected = [
             {"index": r.index, "type": r.error_type, "reason": r.reason} for r in prepared.rejected
         ]
-        if single and rejected:
-            return json_response(
-                {
-                    "success": False,
-                    "error": {"type": rejected[0]["type"], "message": rejected[0]["reason"]},
-                },
-                413 if rejected[0]["type"] == "too_large" else 400,
-            )
+        if single and prepared.rejected:
+            first = prepared.rejected[0]
+            status = 413 if first.error_type == "too_large" else 400
+            return error_response(status, first.error_type, first.reason)
         if prepared.accepted == 0 and rejected:
-            return json_response(
-                {
-                    "success": False,
-                    "accepted": 0,
-                    "rejected": rejected,
-                    "error": {
-                        "type": "invalid",
-                        "message": "every event in the request was rejected",
-                    },
-                },
+            return error_response(
                 400,
+                "invalid",
+                "every event in the request was rejected",
+                accepted=0,
+                rejected=rejected,
             )
-        return json_response({"success": True, "accepted": prepared.accepted, "rejected": rejected})
+        body: dict[str, Any] = {
+            "success": True,
+            "accepted": prepared.accepted,
+            "rejected": rejected,
+        }
+        if prepared.warnings:
+            body["warnings"] = [{"index": i, "message": m} for i, m in prepared.warnings]
+        return json_response(body)
 
     # --- routes --------------------------------------------------------------
 
@@ -208,10 +235,14 @@ class Collector:
                 reason = malformed(exc)
                 await self.dead_letter_body(body, TerminalError(reason, "malformed"), source)
                 raise HTTPError(400, reason, "malformed") from None
-            prepared = self.ingestor.prepare_raw(items, source=source, expected=expected)
+            prepared = self.ingestor.prepare_raw(
+                items, source=source, expected=expected, request=self.request_context(request)
+            )
             await self.publish(prepared, source)
             return self.outcome(prepared, single=False)
-        prepared = self.ingestor.prepare_raw([body], source=source, expected=expected)
+        prepared = self.ingestor.prepare_raw(
+            [body], source=source, expected=expected, request=self.request_context(request)
+        )
         await self.publish(prepared, source)
         return self.outcome(prepared, single=True)
 
@@ -228,7 +259,10 @@ class Collector:
         if not parsed.batch:
             raise HTTPError(400, "batch is empty", "schema")
         prepared = self.ingestor.prepare_raw(
-            parsed.batch, source="batch", batch_sent_at=parsed.sent_at
+            parsed.batch,
+            source="batch",
+            batch_sent_at=parsed.sent_at,
+            request=self.request_context(request, parsed.context, parsed.integrations),
         )
         await self.publish(prepared, "batch")
         return self.outcome(prepared, single=False)
@@ -264,19 +298,11 @@ def _route(
         try:
             response = await handler(request)
         except HTTPError as exc:
-            response = json_response(
-                {"success": False, "error": {"type": exc.error_type, "message": exc.message}},
-                exc.status,
-            )
+            response = error_response(exc.status, exc.error_type, exc.message)
         except TransientError as exc:
             log.warning("kafka unavailable, answering 503", route=name, error=str(exc))
-            response = json_response(
-                {
-                    "success": False,
-                    "error": {"type": "unavailable", "message": f"events not stored: {exc}"},
-                },
-                503,
-                headers={"Retry-After": "1"},
+            response = error_response(
+                503, "unavailable", f"events not stored: {exc}", headers={"Retry-After": "1"}
             )
         REQUESTS.labels(name, str(response.status_code)).inc()
         REQUEST_SECONDS.labels(name).observe(time.perf_counter() - start)
