@@ -206,6 +206,12 @@ class Simulator:
             if c.loyalty_id:
                 traits["loyalty_id"] = c.loyalty_id
             q.append(self._env(c, "identify", traits=traits))
+            if c.idx % 5 == 0:  # a fifth shop for a household or business account
+                account = f"acct-{c.idx % 50:03d}"
+                plan = "business" if c.idx % 2 else "family"
+                q.append(
+                    self._env(c, "group", groupId=account, traits={"name": account, "plan": plan})
+                )
         if c.logged_in and c.cart and self.rng.random() < 0.5:
             total = round(sum(p["price"] * p["quantity"] for p in c.cart), 2)
             q.append(

@@ -70,6 +70,12 @@ def test_reconciliation_accepted_equals_rows_and_aggregates_match_events(ch_sett
             scalar(s, "SELECT count() FROM events") == stats.accepted
         )  # no duplicates even before merges
         assert scalar(s, "SELECT uniqExact(event_id) FROM events") == stats.accepted
+        groups = query(
+            s,
+            "SELECT count(), countIf(name LIKE 'acct-%' AND JSONExtractString(properties, 'plan')"
+            " IN ('family', 'business')) FROM events FINAL WHERE type = 'group'",
+        )["rows"][0]
+        assert stats.by_type["group"] > 0 and list(groups) == [stats.by_type["group"]] * 2
         reasons = {r[0] for r in query(s, "SELECT DISTINCT error_type FROM failed_events")["rows"]}
         assert reasons <= {"schema", "rule"} and reasons
 
