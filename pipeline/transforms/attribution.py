@@ -49,7 +49,13 @@ def _matches(host: str, names: tuple[str, ...]) -> bool:
 
 def campaign_of(url: str | None, search: str | None = None) -> dict[str, str]:
     """Segment's ``context.campaign`` from the UTM parameters of a URL (or its query string)."""
-    query = search if search is not None else (urlsplit(url).query if url else "")
+    text = search if search is not None else url
+    if not text or "utm_" not in text.lower():  # the common case, without parsing
+        return {}
+    try:
+        query = search if search is not None else urlsplit(text).query
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return {}
     out: dict[str, str] = {}
     try:
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=False)
