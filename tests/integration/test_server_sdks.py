@@ -413,6 +413,10 @@ def _dig(obj: Any, path: str) -> Any:
     return obj
 
 
+def _email_lower(sdk: str) -> str:
+    return Ids(sdk).email.lower()
+
+
 def _is_hash(value: object) -> bool:
     return (
         isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
@@ -529,6 +533,12 @@ def test_call_reaches_kafka_field_by_field(run: Run, sdk: str, call: str) -> Non
             )
             f.eq(f"{label}.name", traits.get("name"), traits_sent["name"])
             f.eq(f"{label} (custom)", traits.get("plan"), traits_sent["plan"])
+        raw = json.dumps(event).lower()
+        f.check(
+            "no raw email anywhere in the record",
+            _email_lower(sdk) not in raw,
+            "the identify's email reached Kafka unhashed",
+        )
     elif call == "track":
         f.eq("event", event.get("event"), sent["event"])
         props = event.get("properties") or {}
