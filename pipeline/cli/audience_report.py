@@ -14,7 +14,8 @@ from rich.table import Table
 from pipeline.cli.profiles_report import load_profiles
 from pipeline.config import Settings
 from pipeline.kafka.inspect import read_range
-from pipeline.transforms.profile import Change, Profile
+from pipeline.transforms.profile import Profile
+from pipeline.wire.change import Change
 
 
 def movement_counts(settings: Settings, start: dict[int, int] | None) -> Counter[tuple[str, str]]:

@@ -13,7 +13,7 @@ from pipeline.config import Settings
 from pipeline.events import CHANNEL_BY_TYPE
 from pipeline.kafka.inspect import read_range
 from pipeline.sources.simulator import SimStats
-from pipeline.transforms.dead_letter import from_headers
+from pipeline.wire.dead_letter import from_headers
 
 
 class _TypeOnly(msgspec.Struct):

@@ -19,11 +19,11 @@ from pipeline.errors import InvalidEvent, TerminalError
 from pipeline.events import EVENT_TYPES, Envelope, Event, event_type
 from pipeline.kafka.producer import Record
 from pipeline.metrics import DEAD_LETTERED, EVENTS_IN
-from pipeline.transforms.dead_letter import DeadLetter
 from pipeline.transforms.enrich import enrich, stable_message_id
 from pipeline.transforms.identifiers import strongest
 from pipeline.transforms.request_context import RequestContext
 from pipeline.transforms.validate import check_event_time, check_rules, decode_event
+from pipeline.wire.dead_letter import DeadLetter
 
 _encoder = msgspec.json.Encoder()
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
-from pipeline.transforms.profile import Audience, Change, Profile
+from pipeline.transforms.profile import Audience, Profile
 from pipeline.transforms.profile_view import LazyView
 from pipeline.transforms.segments import SegmentConfig, load_segments, memberships
+from pipeline.wire.change import Change
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from pipeline.wire.change import Change
+
 SESSION_GAP_MS = 30 * 60 * 1000
 DEDUPE_WINDOW_MS = 30 * 24 * 3600 * 1000
 MAX_SEEN = 20_000
@@ -53,24 +55,6 @@ class Session(msgspec.Struct, array_like=True):
 class Spend(msgspec.Struct, array_like=True):
     count: int
     cents: int
-
-
-class Change(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One audience transition: a segment entered or left, a new ladder stage or tier.
-
-    ``change_id`` is deterministic, so a transition re-sent after a crash is
-    recognisably the same one downstream.
-    """
-
-    change_id: str
-    customer_id: str
-    kind: str  # segment | stage | tier
-    name: str  # segment name, or the new stage / tier
-    action: str  # enter | exit | change
-    previous: str | None = None
-    version: int = 0  # profile version that made the change
-    at: int = 0  # event time of the evaluation (ms)
-    reason: str = ""
 
 
 class Audience(msgspec.Struct, kw_only=True, omit_defaults=True):

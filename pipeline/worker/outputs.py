@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
 from pipeline.metrics import DEAD_LETTERED
-from pipeline.transforms.dead_letter import DeadLetter
+from pipeline.wire.dead_letter import DeadLetter
 
 
 class Outputs(Protocol):

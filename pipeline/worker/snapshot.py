@@ -6,8 +6,8 @@ import time
 
 import msgspec
 
-from pipeline.sinks.clickhouse.rows import Snapshot
 from pipeline.transforms.profile import Profile
+from pipeline.wire.snapshot import Snapshot
 
 snapshot_encoder = msgspec.json.Encoder()
 

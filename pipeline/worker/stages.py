@@ -26,9 +26,10 @@ from pipeline.models.scorer import Scorer
 from pipeline.sinks.base import Sink
 from pipeline.transforms.audience import AudienceRules, apply, leave
 from pipeline.transforms.fold import DEFAULT_RULES, event_time_ms, fold_into
-from pipeline.transforms.profile import Change, Profile, merge_into
+from pipeline.transforms.profile import Profile, merge_into
 from pipeline.transforms.profile import decode as decode_profile
 from pipeline.transforms.profile import encode as encode_profile
+from pipeline.wire.change import Change
 from pipeline.wire.keys import FORGOTTEN
 from pipeline.wire.records import (
     Absorb,

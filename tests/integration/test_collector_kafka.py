@@ -12,8 +12,8 @@ import msgspec
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.kafka.inspect import read_range
 from pipeline.kafka.topics import wait_ready
-from pipeline.transforms.dead_letter import from_headers
 from pipeline.transforms.identifiers import canonical
+from pipeline.wire.dead_letter import from_headers
 
 AUTH = ("it-write-key", "")
 

@@ -25,7 +25,7 @@ from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.sinks.clickhouse.access import query as open_query
 from pipeline.stores.segments_redis import SegmentReader
-from pipeline.transforms.profile import Change
+from pipeline.wire.change import Change
 from tests.integration.conftest import free_port, wait_for
 
 WRITE = ("it-write-key", "")

@@ -16,9 +16,10 @@ from pipeline.transforms.audience import AudienceRules, apply, leave, load_audie
 from pipeline.transforms.conditions import ConfigError, holds, load_yaml, parse_condition
 from pipeline.transforms.fold import FoldRules, fold
 from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
-from pipeline.transforms.profile import Change, Profile, decode
+from pipeline.transforms.profile import Profile, decode
 from pipeline.transforms.profile_view import render
 from pipeline.transforms.segments import parse_segments
+from pipeline.wire.change import Change
 from pipeline.wire.records import Forget, RoutedEvent, Tick, encoder
 from pipeline.worker.stages import ProfileStage
 

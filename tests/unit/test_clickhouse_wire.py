@@ -44,7 +44,6 @@ from pipeline.sinks.clickhouse.rows import (
     FAILED_COLUMNS,
     MERGE_COLUMNS,
     SNAPSHOT_COLUMNS,
-    Snapshot,
     change_row,
     event_row,
     failed_row,
@@ -60,9 +59,10 @@ from pipeline.sinks.clickhouse.wire import (
     pack_each,
     snapshot_wire,
 )
-from pipeline.transforms.dead_letter import DeadLetter
-from pipeline.transforms.profile import Change
+from pipeline.wire.change import Change
+from pipeline.wire.dead_letter import DeadLetter
 from pipeline.wire.records import RoutedEvent, encoder, routed_decoder
+from pipeline.wire.snapshot import Snapshot
 
 T = datetime(2026, 11, 24, 18, 31, 41, 242951, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))

@@ -5,8 +5,8 @@ import pytest
 from pipeline.contracts import SCHEMA_DIR, generate, stale
 from pipeline.errors import InvalidEvent
 from pipeline.events import EVENT_TYPES
-from pipeline.transforms.dead_letter import DeadLetter, from_headers
 from pipeline.transforms.sendgrid import to_email_event
+from pipeline.wire.dead_letter import DeadLetter, from_headers
 
 
 def test_sendgrid_items_map_to_email_events():

@@ -19,8 +19,9 @@ from pipeline.events import (
     Track,
     event_type,
 )
-from pipeline.transforms.dead_letter import from_headers
-from pipeline.transforms.profile import Change
+from pipeline.wire.change import Change
+from pipeline.wire.dead_letter import from_headers
+from pipeline.wire.snapshot import Snapshot
 
 EVENT_COLUMNS = [
     "event_id",
@@ -222,30 +223,6 @@ def failed_row(value: bytes, headers: Any, partition: int, offset: int) -> list[
 
 def _ts(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms is not None else None
-
-
-class Snapshot(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The profile summary the profile stage publishes on ``crm.profiles``."""
-
-    customer_id: str
-    version: int
-    updated_at: int
-    first_seen: int | None = None
-    last_seen: int | None = None
-    events: int = 0
-    orders: int = 0
-    revenue_cents: int = 0
-    last_purchase: int | None = None
-    email_opens: int = 0
-    complaints: int = 0
-    points_balance: int = 0
-    churn_risk: float | None = None
-    lifetime_value: float | None = None
-    segment: str = ""
-    loyalty_stage: str = ""
-    merged_into: str = ""
-    loyalty_tier: str = ""
-    segments: list[str] = []
 
 
 def snapshot_row(s: Snapshot) -> list[Any]:

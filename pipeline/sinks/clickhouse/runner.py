@@ -64,7 +64,7 @@ from pipeline.sinks.clickhouse.wire import (
     pack_each,
     snapshot_wire,
 )
-from pipeline.transforms.profile import Change
+from pipeline.wire.change import Change
 from pipeline.wire.records import IdentityDecision, RoutedEvent, routed_decoder
 
 log = get_logger("clickhouse-sink")

@@ -28,9 +28,10 @@ from typing import Any
 import msgspec
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from pipeline.sinks.clickhouse.rows import EPOCH, Snapshot, _Readable
-from pipeline.transforms.dead_letter import from_headers
-from pipeline.transforms.profile import Change
+from pipeline.sinks.clickhouse.rows import EPOCH, _Readable
+from pipeline.wire.change import Change
+from pipeline.wire.dead_letter import from_headers
+from pipeline.wire.snapshot import Snapshot
 
 FORMAT = "MsgPack"
 SINK_ERROR = "sink"  # failed_events.error_type of rows the sink itself could not store
