@@ -30,10 +30,10 @@ from pipeline.config import Settings, get_settings
 from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.metrics import REQUEST_SECONDS, REQUESTS
+from pipeline.rule_files import load_personalization
 from pipeline.rules_file import ReloadingFile
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.transforms.identifiers import IdentifierError, canonical
-from pipeline.transforms.personalize import load_personalization
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
 from pipeline.wire.keys import FORGOTTEN, RedisKeys

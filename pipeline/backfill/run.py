@@ -43,9 +43,8 @@ from pipeline.backfill.writers import (
     clickhouse,
 )
 from pipeline.config import Settings
+from pipeline.rule_files import load_identity_rules, load_loyalty
 from pipeline.sinks.clickhouse.client import migrate
-from pipeline.transforms.identity import load_rules
-from pipeline.transforms.loyalty import load_loyalty
 
 RUNNERS = ("DirectRunner", "FlinkRunner", "SparkRunner", "DataflowRunner", "PrismRunner")
 TARGETS = ("redis", "clickhouse")
@@ -72,7 +71,7 @@ def build(
     targets: tuple[str, ...],
 ) -> dict[str, beam.PCollection]:
     """Wire the steps; returns the intermediate collections (tests assert on them)."""
-    rules = load_rules(settings.identity_rules)
+    rules = load_identity_rules(settings.identity_rules)
     events = lines | "Parse" >> beam.ParDo(ParseEvent(rules))
     roots = events | "Components" >> beam.CombineGlobally(UnionIdentifiers())
     resolved = (

@@ -12,11 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.rule_files import load_loyalty, load_personalization, load_segments
 from pipeline.stores.segments_redis import SegmentReader
 from pipeline.transforms.conditions import ConfigError
-from pipeline.transforms.loyalty import load_loyalty
-from pipeline.transforms.personalize import load_personalization
-from pipeline.transforms.segments import SegmentConfig, load_segments
+from pipeline.transforms.segments import SegmentConfig
 
 console = Console()
 segments_app = typer.Typer(help="Live segments: definitions and members")

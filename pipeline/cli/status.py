@@ -93,9 +93,9 @@ def _models(settings: Settings, table: Table) -> None:
 
 
 def _segments(settings: Settings, table: Table) -> None:
+    from pipeline.rule_files import load_segments
     from pipeline.stores.segments_redis import SegmentReader
     from pipeline.transforms.conditions import ConfigError
-    from pipeline.transforms.segments import load_segments
 
     try:
         config = load_segments(settings.segments_rules)

@@ -8,12 +8,11 @@ ClickHouse membership history all carry what ``apply`` returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
+from pipeline.transforms.loyalty import LoyaltyConfig, stage, tier
 from pipeline.transforms.profile import Audience, Profile
 from pipeline.transforms.profile_view import LazyView
-from pipeline.transforms.segments import SegmentConfig, load_segments, memberships
+from pipeline.transforms.segments import SegmentConfig, memberships
 from pipeline.wire.change import Change
 
 
@@ -21,11 +20,6 @@ from pipeline.wire.change import Change
 class AudienceRules:
     loyalty: LoyaltyConfig = field(default_factory=LoyaltyConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
-
-
-def load_audience(loyalty: Path, segments: Path) -> AudienceRules:
-    """Both files, validated; a ConfigError names the file and line."""
-    return AudienceRules(loyalty=load_loyalty(loyalty), segments=load_segments(segments))
 
 
 def apply(p: Profile, rules: AudienceRules, now: int) -> list[Change]:

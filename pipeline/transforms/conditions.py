@@ -23,7 +23,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -78,17 +77,6 @@ def load_yaml(text: str, source: str = "<config>") -> LineDict:
     if not isinstance(doc, LineDict):
         raise ConfigError(f"{source}: line 1: the top level must be a mapping")
     return doc
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def read_yaml(path: Path) -> LineDict:
-    return load_yaml(read_text(path), str(path))
 
 
 def line_of(node: Any, key: str | None = None, default: int = 0) -> int:

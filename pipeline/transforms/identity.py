@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
@@ -61,9 +60,9 @@ class RulesError(ValueError):
     """The rules file is invalid; the message names the problem."""
 
 
-def load_rules(path: Path) -> Rules:
+def parse_identity_rules(text: str, path: str = "<identity rules>") -> Rules:
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: {exc}") from None
     if not isinstance(doc, dict):

@@ -18,10 +18,9 @@ the same file, so the Beam backfill computes the same balance).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pipeline.transforms.conditions import LineDict, fail, read_yaml
+from pipeline.transforms.conditions import LineDict, fail, load_yaml
 from pipeline.transforms.fold import FoldRules
 from pipeline.transforms.profile import Profile
 
@@ -55,10 +54,9 @@ def _multipliers(node: Any, key: str, source: str) -> tuple[tuple[str, float], .
     return tuple(sorted((str(k), float(v)) for k, v in value.items()))
 
 
-def load_loyalty(path: Path) -> LoyaltyConfig:
-    """Read ``config/loyalty.yaml``; missing sections keep the defaults."""
-    doc = read_yaml(path)
-    src = str(path)
+def parse_loyalty(text: str, src: str = "<loyalty>") -> LoyaltyConfig:
+    """Parse ``config/loyalty.yaml``'s text; missing sections keep the defaults."""
+    doc = load_yaml(text, src)
     unknown = set(doc) - {"points", "tiers", "ladder"}
     if unknown:
         key = sorted(unknown)[0]

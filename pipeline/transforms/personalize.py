@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipeline.transforms.conditions import (
@@ -30,7 +29,6 @@ from pipeline.transforms.conditions import (
     holds,
     load_yaml,
     parse_condition,
-    read_text,
 )
 from pipeline.transforms.segments import CONSENT_STATES, consent_given
 
@@ -147,10 +145,6 @@ def parse_personalization(text: str, source: str = "personalization.yaml") -> Pe
         consent_default=default,
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
     )
-
-
-def load_personalization(path: Path) -> PersonalizationConfig:
-    return parse_personalization(read_text(path), str(path))
 
 
 def _listed(facts: dict[str, Any], key: str) -> list[str]:

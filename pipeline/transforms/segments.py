@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipeline.transforms.conditions import (
@@ -20,7 +19,6 @@ from pipeline.transforms.conditions import (
     fail,
     load_yaml,
     parse_condition,
-    read_text,
 )
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -96,10 +94,6 @@ def parse_segments(text: str, source: str = "segments.yaml") -> SegmentConfig:
         consent_default=default,
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
     )
-
-
-def load_segments(path: Path) -> SegmentConfig:
-    return parse_segments(read_text(path), str(path))
 
 
 @dataclass

@@ -25,14 +25,12 @@ from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.logs import get_logger
 from pipeline.models.host import ModelHost
+from pipeline.rule_files import load_identity_rules, load_loyalty, load_segments
 from pipeline.rules_file import ReloadingFile
 from pipeline.sinks.redis_profiles import RedisProfileSink
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.stores.segments_redis import SegmentTimers
 from pipeline.transforms.audience import AudienceRules
-from pipeline.transforms.identity import load_rules
-from pipeline.transforms.loyalty import load_loyalty
-from pipeline.transforms.segments import load_segments
 from pipeline.wire.records import Tick, encoder
 from pipeline.worker.identity_stage import IdentityStage
 from pipeline.worker.outputs import KafkaOutputs
@@ -99,7 +97,7 @@ def create_app(settings: Settings) -> faust.App:
     timer_out = KafkaOutputs(producer)
 
     redis = aioredis.Redis.from_url(settings.redis_url)
-    rules = load_rules(settings.identity_rules)
+    rules = load_identity_rules(settings.identity_rules)
     identity_stage = IdentityStage(
         RedisIdentityGraph(redis, settings.redis_prefix, rules),
         identity_out,

@@ -26,9 +26,9 @@ from pipeline.config import Settings
 from pipeline.events import Event
 from pipeline.kafka.inspect import group_lag_by_partition, read_range
 from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.rule_files import load_loyalty
 from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
-from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.profile import Profile
 from pipeline.wire.keys import RedisKeys
 from tests.integration.profiles import comparable

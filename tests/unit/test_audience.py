@@ -11,11 +11,12 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.events import Consent, Identify, LineItem, PosTransaction, Support, Track
+from pipeline.rule_files import load_audience, load_loyalty
 from pipeline.testing import ListSink, Outbox
-from pipeline.transforms.audience import AudienceRules, apply, leave, load_audience
+from pipeline.transforms.audience import AudienceRules, apply, leave
 from pipeline.transforms.conditions import ConfigError, holds, load_yaml, parse_condition
 from pipeline.transforms.fold import FoldRules, fold
-from pipeline.transforms.loyalty import LoyaltyConfig, load_loyalty, stage, tier
+from pipeline.transforms.loyalty import LoyaltyConfig, stage, tier
 from pipeline.transforms.profile import Profile, decode
 from pipeline.transforms.profile_view import render
 from pipeline.transforms.segments import parse_segments

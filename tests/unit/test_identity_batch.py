@@ -14,6 +14,7 @@ from pipeline.backfill.run import build, pipeline_options
 from pipeline.bench.workload import simulated_records
 from pipeline.config import Settings
 from pipeline.events import Event
+from pipeline.rule_files import load_loyalty
 from pipeline.transforms.fold import fold
 from pipeline.transforms.identity import MemoryGraph, Rules
 from pipeline.transforms.identity_batch import (
@@ -22,7 +23,6 @@ from pipeline.transforms.identity_batch import (
     dedupe,
     resolve_component,
 )
-from pipeline.transforms.loyalty import load_loyalty
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile import decode as decode_profile
 

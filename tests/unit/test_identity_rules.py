@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.transforms.identity import Rules, RulesError, decide, load_rules, new_customer_id
+from pipeline.rule_files import load_identity_rules as load_rules
+from pipeline.transforms.identity import Rules, RulesError, decide, new_customer_id
 
 RULES = Rules()
 A, B = "cA", "cB"

@@ -16,9 +16,10 @@ from pipeline.api.personalization import (
     preference_event,
 )
 from pipeline.config import Settings
+from pipeline.rule_files import load_personalization
 from pipeline.rules_file import ReloadingFile
 from pipeline.transforms.conditions import ConfigError
-from pipeline.transforms.personalize import decide, load_personalization, parse_personalization
+from pipeline.transforms.personalize import decide, parse_personalization
 from pipeline.transforms.profile import Profile
 
 RULES = """

@@ -80,8 +80,21 @@ SHORT_ROUTES = {
 }
 BATCH_ROUTES = ("/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch")
 # Request headers browser SDKs send (RudderStack's JS SDK asks for anonymousid and sentat
-# in its preflight).
-CORS_HEADERS = ["authorization", "content-type", "content-encoding", "anonymousid", "sentat"]
+# in its preflight). Retries add analytics-next's x-retry-count and RudderStack's rsa-*
+# headers: without them a retried event fails its preflight and is lost.
+CORS_HEADERS = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "anonymousid",
+    "sentat",
+    "x-retry-count",
+    "rsa-recovered",
+    "rsa-retry-attempt",
+    "rsa-retry-reason",
+    "rsa-since-first-attempt",
+    "rsa-since-last-attempt",
+]
 
 
 class HTTPError(Exception):
