@@ -10,6 +10,7 @@ running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 classpath() {
   local cpfile=$KDIR/classpath.txt pom=$INFRA_DIR/kafka/pom.xml
+  mkdir -p "$KDIR"
   if [[ ! -s $cpfile || $pom -nt $cpfile ]]; then
     log "resolving the Kafka classpath from Maven Central (first run only)"
     mvn -q -B -f "$pom" dependency:build-classpath -Dmdep.outputFile="$cpfile" -Dmdep.includeScope=runtime >&2
@@ -61,6 +62,7 @@ case ${1:-status} in
   start) start ;;
   stop) stop ;;
   kill) running && kill -9 "$(cat "$PIDFILE")"; rm -f "$PIDFILE" ;;
+  classpath) classpath ;;  # also used by kafka-cluster.sh
   status) if running; then echo "kafka running (pid $(cat "$PIDFILE"))"; else echo "kafka stopped"; exit 3; fi ;;
-  *) echo "usage: $0 start|stop|kill|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|classpath" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +28,16 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     topic_prefix: str = Field(default="crm.", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
+    topic_replication: int = Field(
+        default=1,
+        ge=1,
+        description="Replication factor of created topics, Faust's changelogs too (3 on a cluster)",
+    )
+    topic_min_insync: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of created topics: replicas an acks=all write needs",
+    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
     redis_prefix: str = Field(default="crm:", description="Prefix of every Redis key")
     identity_rules: Path = Field(
@@ -134,6 +144,15 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = Field(default="console")
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> Settings:
+        if self.topic_min_insync > self.topic_replication:
+            raise ValueError(
+                f"CRM_TOPIC_MIN_INSYNC ({self.topic_min_insync}) exceeds CRM_TOPIC_REPLICATION "
+                f"({self.topic_replication}): no acks=all write could ever succeed"
+            )
+        return self
 
     @property
     def clickhouse_dsn(self) -> str:

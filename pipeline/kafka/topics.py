@@ -55,6 +55,12 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+def replica_config(settings: Settings) -> dict[str, str]:
+    """Topic config every topic we or Faust create carries: how many replicas must have a
+    write before an acks=all producer hears it was stored."""
+    return {"min.insync.replicas": str(settings.topic_min_insync)}
+
+
 def admin(settings: Settings, quiet: bool = False) -> AdminClient:
     conf: dict[str, str | int | float | bool] = {"bootstrap.servers": settings.kafka_bootstrap}
     if quiet:  # while waiting for a starting broker, "connection refused" is expected
@@ -63,14 +69,17 @@ def admin(settings: Settings, quiet: bool = False) -> AdminClient:
 
 
 def wait_ready(settings: Settings, timeout: float = 60.0) -> None:
-    """Block until the broker answers a metadata request with a live broker."""
+    """Block until the cluster answers a metadata request with enough live brokers.
+
+    Enough: as many as the replication factor, or creating topics would fail.
+    """
     client = admin(settings, quiet=True)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             meta = client.list_topics(timeout=2)
-            if meta.brokers:
+            if len(meta.brokers) >= settings.topic_replication:
                 return
         except KafkaException as exc:
             last = exc
@@ -79,15 +88,19 @@ def wait_ready(settings: Settings, timeout: float = 60.0) -> None:
 
 
 def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
-    """Create missing topics with the configured partition count; return the created names."""
+    """Create missing topics with the configured partitions and replication; return the names.
+
+    An existing topic is left as it is: its replication factor does not change here
+    (``kafka-reassign-partitions`` does that on a live cluster).
+    """
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
     new = [
         NewTopic(
             settings.topic(s.logical),
             num_partitions=settings.topic_partitions,
-            replication_factor=1,
-            config=s.config,
+            replication_factor=settings.topic_replication,
+            config={**replica_config(settings), **s.config},
         )
         for s in specs
         if settings.topic(s.logical) not in existing

@@ -23,6 +23,7 @@ from faust.types import TP
 
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer
+from pipeline.kafka.topics import replica_config
 from pipeline.logs import get_logger
 from pipeline.models.host import ModelHost
 from pipeline.rule_files import load_identity_rules, load_loyalty, load_segments
@@ -48,7 +49,9 @@ def create_app(settings: Settings) -> faust.App:
         store=settings.table_store,
         datadir=str(settings.data_dir / "faust" / settings.worker_id / settings.worker_name),
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        # Faust's own topics (table changelogs, the assignor's leader topic) replicate
+        # like ours; the changelog's min.insync.replicas is set on the table below.
+        topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
@@ -71,6 +74,7 @@ def create_app(settings: Settings) -> faust.App:
         default=None,
         partitions=settings.topic_partitions,
         use_partitioner=True,
+        extra_topic_configs=replica_config(settings),
         key_type=bytes,
         value_type=bytes,
         # Faust opens every partition's RocksDB with a 2 GB block cache and 3 x 64 MB of
