@@ -62,7 +62,10 @@ class Settings(BaseSettings):
     )
     worker_id: str = Field(default="crm", description="Faust application id (consumer group)")
     worker_name: str = Field(default="w1", description="This worker's name (its local state dir)")
-    metrics_port: int = Field(default=0, description="Prometheus port of a worker (0: off)")
+    metrics_port: int = Field(
+        default=0, description="Prometheus port of a worker or sink process (0: off)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
     worker_batch_ms: int = Field(default=50, ge=1, description="Longest wait to fill a batch")
     churn_min_labels: int = Field(

@@ -72,6 +72,11 @@ PACKAGES = {
     "segment-python": "`segment-analytics-python` (PyPI)",
     "rudder-python": "`rudder-sdk-python` (PyPI)",
     "analytics-next": "`@segment/analytics-next` (npm, in Chromium)",
+    "analytics-next (batching)": "`@segment/analytics-next` with `deliveryStrategy: batching`",
+    "rudder-js": "`@rudderstack/analytics-js` v3 (npm, in Chromium)",
+    "rudder-js (batch)": "`@rudderstack/analytics-js` v3 with batching",
+    "rudder-js (beacon)": "`@rudderstack/analytics-js` v3 with `useBeacon`",
+    "crm.js": "our `/v1/crm.js` snippet (analytics-next bundled, in Chromium)",
 }
 
 _started: set[str] = set()

@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,7 +28,7 @@ from pipeline.api.personalization import BadRequest, PreferenceCentre, answer
 from pipeline.config import Settings, get_settings
 from pipeline.errors import TransientError
 from pipeline.kafka.producer import ConfirmedProducer
-from pipeline.metrics import REQUEST_SECONDS, REQUESTS
+from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.rule_files import load_personalization
 from pipeline.rules_file import ReloadingFile
 from pipeline.sources.collector.auth import is_valid, key_from_header
@@ -228,7 +227,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return _json({"status": "ok"})
 
     async def metrics(_request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     async def openapi(_request: Request) -> Response:
         return _json(OPENAPI)

@@ -42,12 +42,30 @@ def migrate_cmd() -> None:
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
 
 
-def sink_clickhouse() -> None:
+def _observe(port: int | None, group: str, topics: list[str]) -> None:
+    """Serve /metrics and report the consumer group's lag (``--metrics-port``, 0: off)."""
+    from pipeline.kafka.lag import LagReporter
+    from pipeline.metrics import serve
+
+    settings = get_settings()
+    port = settings.metrics_port if port is None else port
+    if port:
+        serve(port, settings.metrics_host)
+        LagReporter(settings.kafka_bootstrap, group, topics).start()
+
+
+METRICS_PORT = typer.Option(
+    None, help="Prometheus /metrics port (default CRM_METRICS_PORT; 0: off)"
+)
+
+
+def sink_clickhouse(metrics_port: int | None = METRICS_PORT) -> None:
     """Consume events, dead letters, profile snapshots and merges into ClickHouse."""
-    from pipeline.sinks.clickhouse.runner import sink_main
+    from pipeline.sinks.clickhouse.runner import consumer_group, sink_main, source_topics
 
     settings = get_settings()
     configure(settings)
+    _observe(metrics_port, consumer_group(settings), source_topics(settings))
     client = connect(settings.clickhouse_dsn)
     migrate(client)
     stop = threading.Event()
@@ -59,12 +77,14 @@ def sink_clickhouse() -> None:
 
 def sink_archive(
     max_wait: float = typer.Option(5.0, help="Seconds to collect before writing files"),
+    metrics_port: int | None = METRICS_PORT,
 ) -> None:
     """Write valid events to hourly, immutable JSON Lines files (input of Beam backfills)."""
-    from pipeline.sinks.archive import ArchiveSink
+    from pipeline.sinks.archive import ArchiveSink, consumer_group
 
     settings = get_settings()
     configure(settings)
+    _observe(metrics_port, consumer_group(settings), [settings.topic("events")])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

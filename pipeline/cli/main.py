@@ -47,7 +47,13 @@ def _serve(asgi_app: Starlette | str, host: str, port: int, workers: int = 1) ->
     """
     import uvicorn
 
-    configure(get_settings())
+    settings = get_settings()
+    configure(settings)
+    if isinstance(asgi_app, str) and workers > 1:
+        from pipeline.metrics import prepare_multiprocess
+
+        # one /metrics answer for all processes, whichever one a scrape reaches
+        prepare_multiprocess(settings.data_dir / "prometheus" / f"{host}-{port}")
     uvicorn.run(
         asgi_app,
         host=host,

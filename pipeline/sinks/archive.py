@@ -96,6 +96,10 @@ def write_part(
     return path
 
 
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}crm-archive"
+
+
 class ArchiveSink:
     def __init__(self, settings: Settings, root: Path | None = None) -> None:
         self.settings = settings
@@ -106,7 +110,7 @@ class ArchiveSink:
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": f"{settings.topic_prefix}crm-archive",
+                "group.id": consumer_group(settings),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 3_600_000,
@@ -137,7 +141,7 @@ class ArchiveSink:
                 asynchronous=False,
             )
         SINK_SECONDS.labels("archive").observe(time.perf_counter() - start)
-        EVENTS_OUT.labels("archive").inc(written)
+        EVENTS_OUT.labels("archive", "events").inc(written)
         return written
 
     def run(self, stop: threading.Event, max_rows: int = 50_000, max_wait: float = 5.0) -> None:

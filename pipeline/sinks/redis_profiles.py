@@ -166,5 +166,5 @@ class RedisProfileSink(Sink[Profile]):
         await pipe.execute()
         self._pending = {}
         SINK_SECONDS.labels("redis").observe(time.perf_counter() - start)
-        EVENTS_OUT.labels("redis").inc(len(pending))
+        EVENTS_OUT.labels("redis", "profile").inc(len(pending))
         return len(pending)

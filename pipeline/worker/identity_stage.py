@@ -70,7 +70,7 @@ class IdentityStage:
             for absorbed in absorbed_ids:
                 cmd = MergeCommand(customer_id=absorbed, survivor=cid, merge_id=f"{absorbed}>{cid}")
                 self.out.send(self.by_customer, absorbed.encode(), encoder.encode(cmd))
-        EVENTS_OUT.labels("by_customer").inc(len(events))
+        EVENTS_OUT.labels("kafka", "events.by_customer").inc(len(events))
 
     def _log(self, d: Decision, event_id: str, now: str) -> None:
         assert d.customer_id

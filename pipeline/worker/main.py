@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import faust
-from prometheus_client import start_http_server
 
 from pipeline.config import Settings
+from pipeline.kafka.lag import LagReporter
 from pipeline.logs import configure
+from pipeline.metrics import serve
 from pipeline.worker.app import create_app
 
 
@@ -15,8 +16,10 @@ def run_worker(settings: Settings) -> None:
     (settings.data_dir / "faust" / settings.worker_id / settings.worker_name).mkdir(
         parents=True, exist_ok=True
     )
+    serve(settings.metrics_port, settings.metrics_host)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        topics = [settings.topic("events"), settings.topic("events.by_customer")]
+        LagReporter(settings.kafka_bootstrap, settings.worker_id, topics).start()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

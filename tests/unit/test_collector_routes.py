@@ -194,7 +194,7 @@ def test_openapi_document_lists_every_endpoint(client):
 def test_metrics_endpoint(client):
     client.post("/v1/track", json={"userId": "u", "event": "x"}, headers=AUTH)
     text = client.get("/metrics").text
-    assert "crm_events_in_total" in text and "crm_http_request_seconds" in text
+    assert "crm_events_in_total" in text and "crm_http_request_duration_seconds" in text
 
 
 DEEP = "{" + '"a":{' * 1000 + "}" * 1001

@@ -74,10 +74,21 @@ _decision = msgspec.json.Decoder(IdentityDecision)
 _change = msgspec.json.Decoder(Change)
 
 
+GROUP = "crm-clickhouse"
+
+
+def consumer_group(settings: Settings, group: str = GROUP) -> str:
+    return f"{settings.topic_prefix}{group}"
+
+
+def source_topics(settings: Settings) -> list[str]:
+    """What the sink consumes (and so whose lag it reports)."""
+    names = ("events.by_customer", "events.dlq", "profiles", "identity.merges", "segments.changes")
+    return [settings.topic(n) for n in names]
+
+
 class ClickHouseSink:
-    def __init__(
-        self, settings: Settings, client: Client, *, group: str = "crm-clickhouse"
-    ) -> None:
+    def __init__(self, settings: Settings, client: Client, *, group: str = GROUP) -> None:
         self.settings, self.client = settings, client
         self.lock = threading.Lock()  # the client is shared with the query server
         t = settings.topic
@@ -91,7 +102,7 @@ class ClickHouseSink:
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": f"{settings.topic_prefix}{group}",
+                "group.id": consumer_group(settings, group),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 3_600_000,
@@ -277,7 +288,7 @@ class ClickHouseSink:
                         },
                     )
                 SINK_SECONDS.labels("clickhouse").observe(time.perf_counter() - start)
-                EVENTS_OUT.labels(f"clickhouse:{part.table}").inc(part.rows)
+                EVENTS_OUT.labels("clickhouse", part.table).inc(part.rows)
                 return
             except Exception as exc:  # ClickHouse down or busy: keep the batch, retry
                 log.warning(

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -43,7 +42,7 @@ from pipeline.events import (
 )
 from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.logs import get_logger
-from pipeline.metrics import REQUEST_SECONDS, REQUESTS
+from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
 from pipeline.sources.collector.responses import error_response, json_response
@@ -346,7 +345,7 @@ def create_app(
         return json_response({"status": "ok"})
 
     async def metrics(_request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     async def openapi(_request: Request) -> Response:
         return json_response(openapi_document())

@@ -150,6 +150,33 @@ def openapi_document() -> dict[str, Any]:
             },
         }
     }
+    paths["/v1/crm.js"] = {
+        "get": {
+            "summary": "The tracking snippet: analytics.js configured for this collector",
+            "parameters": [
+                {"name": "writeKey", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "page", "in": "query", "schema": {"type": "string", "enum": ["false"]}},
+            ],
+            "responses": {
+                "200": {"description": "JavaScript (ETag, 5-minute cache)"},
+                "304": {"description": "not modified"},
+                "503": {"description": "the bundle is not built (make setup)"},
+            },
+        }
+    }
+    paths["/sourceConfig/"] = {
+        "get": {
+            "summary": "RudderStack JS SDK source configuration (point configUrl here)",
+            "parameters": [
+                {"name": "writeKey", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "an enabled source without destinations"},
+                "401": {"description": "missing write key"},
+                "404": {"description": "unknown write key"},
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "CRM pipeline collector", "version": __version__},
