@@ -20,7 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Every knob of the pipeline; see the configuration table in README.md."""
 
-    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", extra="ignore", env_file=".env", env_file_encoding="utf-8"
+    )
 
     data_dir: Path = Field(
         default=REPO_ROOT / ".crm-data", description="Where all local state lives"

@@ -16,6 +16,17 @@ from pipeline.logs import configure
 console = Console(stderr=True)
 
 
+def require_extra(module: str, extra: str, why: str) -> None:
+    """Exit with how to install an optional part when its package is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        console.print(f"[red]{why}:[/red] pip install 'crm-pipeline\\[{extra}]'")
+        raise typer.Exit(2) from None
+
+
 def _day(value: str | None, flag: str) -> str | None:
     if value is None:
         return None
@@ -40,6 +51,7 @@ def backfill_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
 ) -> None:
     """Rebuild profiles (Redis) and events/aggregates (ClickHouse) with Apache Beam."""
+    require_extra("apache_beam", "backfill", "crm backfill runs on Apache Beam")
     from pipeline.backfill.inputs import archive_files, import_file
     from pipeline.backfill.run import run_backfill
 

@@ -24,6 +24,25 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Real-time customer data pipeline", no_args_is_help=True)
 import_app = typer.Typer(help="Import feeds from files")
 schemas_app = typer.Typer(help="Event contract files in schemas/")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        print(f"crm-pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+    ),
+) -> None:
+    """Real-time customer data pipeline. Settings: CRM_* environment variables or ./.env."""
+
+
 app.add_typer(import_app, name="import")
 app.add_typer(schemas_app, name="schemas")
 console = Console()
@@ -94,11 +113,17 @@ def infra_ready(timeout: float = 90.0) -> None:
 
 
 @app.command()
-def status() -> None:
-    """One-screen overview: services, topics with offsets, Redis and ClickHouse."""
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+) -> None:
+    """One-screen overview: services, topics with offsets, Redis and ClickHouse.
+
+    Exits 1 when Kafka, Redis or ClickHouse is down (usable as a health check).
+    """
     from pipeline.cli.status import render_status
 
-    render_status(get_settings(), console)
+    if not render_status(get_settings(), console, as_json):
+        raise typer.Exit(1)
 
 
 @app.command()

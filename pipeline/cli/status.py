@@ -1,7 +1,15 @@
-"""``crm status``: is everything up, and how much is in it."""
+"""``crm status``: is everything up, and how much is in it.
+
+Each check yields :class:`Check` rows; the table and ``--json`` render the same rows,
+and the command exits non-zero when a required service (Kafka, Redis, ClickHouse) is
+down, so scripts and health checks can use it.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -13,78 +21,83 @@ from pipeline.config import Settings
 from pipeline.kafka.topics import TOPICS
 
 
-def _kafka(settings: Settings, table: Table) -> None:
+@dataclass(frozen=True)
+class Check:
+    component: str
+    state: str  # up, down, missing, not running, invalid, learning, ...
+    detail: str
+    healthy: bool | None = None  # False: a required service is down; None: information
+
+
+COLOURS = {"up": "green", "defined": "green", "learning": "green", "down": "red"}
+COLOURS |= {"invalid": "red", "drift": "red", "missing": "yellow"}
+
+
+def _kafka(settings: Settings) -> Iterator[Check]:
     from pipeline.kafka.inspect import end_offsets
     from pipeline.kafka.topics import admin
 
     try:
         meta = admin(settings, quiet=True).list_topics(timeout=3)
     except Exception as exc:
-        table.add_row("kafka", "[red]down", f"{settings.kafka_bootstrap}: {exc}")
+        yield Check("kafka", "down", f"{settings.kafka_bootstrap}: {exc}", False)
         return
-    table.add_row(
-        "kafka", "[green]up", f"{settings.kafka_bootstrap}, {len(meta.brokers)} broker(s)"
-    )
+    brokers = f"{settings.kafka_bootstrap}, {len(meta.brokers)} broker(s)"
+    yield Check("kafka", "up", brokers, True)
     for spec in TOPICS:
         name = settings.topic(spec.logical)
         if name not in meta.topics:
-            table.add_row(f"  {name}", "[yellow]missing", "run `crm up`")
+            yield Check(f"  {name}", "missing", "run `crm up`", False)
             continue
         offsets = end_offsets(settings, name)
-        table.add_row(
-            f"  {name}", f"{len(offsets)} partitions", f"{sum(offsets.values()):,} records"
-        )
+        yield Check(f"  {name}", f"{len(offsets)} partitions", f"{sum(offsets.values()):,} records")
 
 
-def _redis(settings: Settings, table: Table) -> None:
+def _redis(settings: Settings) -> Iterator[Check]:
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
         info = client.info()
-        table.add_row(
-            "redis",
-            "[green]up",
+        detail = (
             f"{settings.redis_url}, {client.dbsize():,} keys, "
-            f"{info.get('used_memory_human')} used, aof={info.get('aof_enabled')}",
+            f"{info.get('used_memory_human')} used, aof={info.get('aof_enabled')}"
         )
+        yield Check("redis", "up", detail, True)
     except redis.RedisError as exc:
-        table.add_row("redis", "[red]down", f"{settings.redis_url}: {exc}")
+        yield Check("redis", "down", f"{settings.redis_url}: {exc}", False)
 
 
-def _clickhouse(settings: Settings, table: Table) -> None:
-    try:
-        import clickhouse_connect
+def _clickhouse(settings: Settings) -> Iterator[Check]:
+    from pipeline.sinks.clickhouse.access import query
 
-        client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn)
-        version = client.command("SELECT version()")
-        table.add_row(
-            "clickhouse", "[green]up", f"{settings.clickhouse_dsn} (ClickHouse {version})"
-        )
-        client.close()
+    try:  # through the sink when it owns the embedded store, else directly
+        version = query(settings, "SELECT version()")["rows"][0][0]
     except Exception as exc:
-        table.add_row("clickhouse", "[red]unavailable", f"{settings.clickhouse_dsn}: {exc}"[:200])
+        yield Check("clickhouse", "down", f"{settings.clickhouse_dsn}: {exc}"[:200], False)
+        return
+    yield Check("clickhouse", "up", f"{settings.clickhouse_dsn} (ClickHouse {version})", True)
 
 
-def _collector(settings: Settings, table: Table) -> None:
+def _collector(settings: Settings) -> Iterator[Check]:
     url = f"http://{settings.collector_host}:{settings.collector_port}/health"
     try:
         httpx.get(url, timeout=1).raise_for_status()
-        table.add_row("collector", "[green]up", url)
+        yield Check("collector", "up", url)
     except httpx.HTTPError:
-        table.add_row("collector", "[dim]not running", url)
+        yield Check("collector", "not running", url)
 
 
-def _models(settings: Settings, table: Table) -> None:
+def _models(settings: Settings) -> Iterator[Check]:
     from pipeline.models.checkpoint import summaries
 
     found = summaries(settings.data_dir / "models")
     if not found:
-        table.add_row("models", "[dim]no checkpoint", "a worker checkpoints every minute")
+        yield Check("models", "no checkpoint", "a worker checkpoints every minute")
     for doc in found:
         churn = doc.get("churn", {})
         clv = "fitted" if doc.get("clv") else "not fitted yet"
-        table.add_row(
+        yield Check(
             f"models {Path(doc['checkpoint']).parent.name}/{Path(doc['checkpoint']).stem}",
-            "[red]drift" if churn.get("drift_alarms") else "[green]learning",
+            "drift" if churn.get("drift_alarms") else "learning",
             f"churn labels {churn.get('labels_learned', 0):,}, rolling AUC "
             f"{churn.get('rolling_auc', 0):.3f}, log loss {churn.get('log_loss', 0):.3f}, "
             f"drift alarms {churn.get('drift_alarms', 0)}; lifetime value {clv}; "
@@ -92,7 +105,7 @@ def _models(settings: Settings, table: Table) -> None:
         )
 
 
-def _segments(settings: Settings, table: Table) -> None:
+def _segments(settings: Settings) -> Iterator[Check]:
     from pipeline.rule_files import load_segments
     from pipeline.stores.segments_redis import SegmentReader
     from pipeline.transforms.conditions import ConfigError
@@ -100,7 +113,7 @@ def _segments(settings: Settings, table: Table) -> None:
     try:
         config = load_segments(settings.segments_rules)
     except ConfigError as exc:
-        table.add_row("segments", "[red]invalid", str(exc)[:200])
+        yield Check("segments", "invalid", str(exc)[:200], False)
         return
     try:
         reader = SegmentReader(
@@ -109,20 +122,38 @@ def _segments(settings: Settings, table: Table) -> None:
         counts = ", ".join(f"{s.name} {reader.count(s.name):,}" for s in config.segments)
         timers = reader.pending_timers()
     except redis.RedisError:
-        table.add_row("segments", "[dim]redis down", f"{len(config.segments)} defined")
+        yield Check("segments", "redis down", f"{len(config.segments)} defined")
         return
-    table.add_row("segments", "[green]defined", f"{counts}; {timers:,} pending timers")
+    yield Check("segments", "defined", f"{counts}; {timers:,} pending timers")
 
 
-def render_status(settings: Settings, console: Console) -> None:
+CHECKS: list[Callable[[Settings], Iterator[Check]]] = [
+    _kafka,
+    _redis,
+    _clickhouse,
+    _collector,
+    _models,
+    _segments,
+]
+
+
+def collect(settings: Settings) -> list[Check]:
+    return [row for check in CHECKS for row in check(settings)]
+
+
+def render_status(settings: Settings, console: Console, as_json: bool = False) -> bool:
+    """Print the overview; True when every required service is up."""
+    rows = collect(settings)
+    ok = all(r.healthy is not False for r in rows)
+    if as_json:
+        components = [{**asdict(r), "component": r.component.strip()} for r in rows]
+        print(json.dumps({"ok": ok, "components": components}, indent=2))
+        return ok
     table = Table(title="crm status")
-    table.add_column("component")
-    table.add_column("state")
-    table.add_column("detail")
-    _kafka(settings, table)
-    _redis(settings, table)
-    _clickhouse(settings, table)
-    _collector(settings, table)
-    _models(settings, table)
-    _segments(settings, table)
+    for column in ("component", "state", "detail"):
+        table.add_column(column)
+    for r in rows:
+        colour = COLOURS.get(r.state, "dim" if r.healthy is None else "")
+        table.add_row(r.component, f"[{colour}]{r.state}" if colour else r.state, r.detail)
     console.print(table)
+    return ok

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ def connect(dsn: str, wait_s: float = 60.0, settings: dict[str, Any] | None = No
     """
     if not dsn.startswith("chdb://"):
         return clickhouse_connect.get_client(dsn=dsn, settings=settings)
+    try:
+        importlib.import_module("chdb")
+    except ImportError:
+        raise RuntimeError(
+            "the embedded ClickHouse engine is an extra: pip install 'crm-pipeline[embedded]', "
+            "or set CRM_CLICKHOUSE_URL to a ClickHouse server (http://user:pass@host:8123/db)"
+        ) from None
     Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     delay = 0.2
