@@ -41,6 +41,7 @@ test-deps: setup ## What the SDK and browser tests need: npm packages, Go module
 
 test: setup lint test-deps ## Lint, then unit and integration tests (starts and stops its own services)
 	$(BIN)/crm schemas export --check
+	$(BIN)/crm dashboards export --check
 	$(BIN)/pytest
 
 test-unit: setup ## Unit tests only (no services)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Real-time customer data pipeline", no_args_is_help=True)
 import_app = typer.Typer(help="Import feeds from files")
 schemas_app = typer.Typer(help="Event contract files in schemas/")
+dashboards_app = typer.Typer(help="Grafana dashboards in infra/grafana/dashboards/")
 
 
 def _version(value: bool) -> None:
@@ -45,6 +46,7 @@ def main(
 
 app.add_typer(import_app, name="import")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dashboards_app, name="dashboards")
 console = Console()
 register_analytics(app)
 register_backfill(app)
@@ -224,6 +226,26 @@ def import_pos(
     console.print(result.summary())
     if result.rejected:
         console.print(f"rejected rows written to [bold]{result.rejects_path}[/]")
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    check: bool = typer.Option(False, help="Fail if files differ instead of writing"),
+) -> None:
+    """Generate the Grafana dashboards (ClickHouse analytics, pipeline health)."""
+    from pipeline.cli.dashboards import export, stale
+
+    if check:
+        diff = stale()
+        if diff:
+            console.print(
+                f"[red]stale dashboards:[/] {', '.join(diff)}; run `crm dashboards export`"
+            )
+            raise typer.Exit(1)
+        console.print("dashboards up to date")
+        return
+    for path in export():
+        console.print(f"wrote {path.relative_to(REPO_ROOT)}")
 
 
 @schemas_app.command("export")
