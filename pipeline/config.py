@@ -107,7 +107,29 @@ class Settings(BaseSettings):
         default=1000, ge=10, description="Longest wait to fill a batch"
     )
     sql_port: int = Field(
-        default=8124, description="Loopback SQL endpoint of the process owning chdb"
+        default=8124,
+        description="Port of the ClickHouse HTTP endpoint the process owning chdb serves",
+    )
+    sql_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of that endpoint (0.0.0.0: BI tools on other hosts)",
+    )
+    sql_users: SecretStr = Field(
+        default=SecretStr(""),
+        description="Users of that endpoint, user:password,user2:password2 (HTTP Basic)",
+    )
+    sql_loopback_trust: bool = Field(
+        default=True,
+        description="Loopback clients may query that endpoint without credentials",
+    )
+    sql_max_execution_s: int = Field(
+        default=60, ge=1, description="max_execution_time of a query on that endpoint"
+    )
+    sql_max_result_rows: int = Field(
+        default=1_000_000, ge=1, description="max_result_rows of a query on that endpoint"
+    )
+    sql_max_memory_mb: int = Field(
+        default=2048, ge=64, description="max_memory_usage of a query on that endpoint, MB"
     )
     collector_host: str = Field(default="127.0.0.1", description="Collector bind address")
     collector_port: int = Field(default=8080, description="Collector port")
