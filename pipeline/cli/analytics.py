@@ -17,7 +17,7 @@ from rich.table import Table
 from pipeline.config import get_settings
 from pipeline.logs import configure
 from pipeline.sinks.clickhouse.access import query
-from pipeline.sinks.clickhouse.client import QUERIES, connect, migrate
+from pipeline.sinks.clickhouse.client import MIGRATIONS, QUERIES, connect, migrate
 
 analytics_app = typer.Typer(help="ClickHouse analytics")
 console = Console()
@@ -33,8 +33,25 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sink_app, name="sink")
 
 
-def migrate_cmd() -> None:
-    """Apply ClickHouse migrations in infra/clickhouse/migrations (idempotent, versioned)."""
+def migrate_cmd(
+    cluster: str = typer.Option(
+        None, help="Print the migrations rewritten for this ClickHouse cluster (ON CLUSTER)"
+    ),
+) -> None:
+    """Apply ClickHouse migrations in infra/clickhouse/migrations (idempotent, versioned).
+
+    With ``--cluster NAME`` nothing is applied: the DDL for replicated local tables and
+    Distributed tables is printed, to run with clickhouse-client on the cluster.
+    """
+    if cluster:
+        from pipeline.sinks.clickhouse.cluster_ddl import cluster_statements
+
+        seen: set[str] = set()
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            print(f"-- {path.name}")
+            for stmt in cluster_statements(path.read_text(), cluster, seen):
+                print(stmt + ";\n")
+        return
     settings = get_settings()
     client = connect(settings.clickhouse_dsn)
     applied = migrate(client)
