@@ -127,7 +127,8 @@ async def _freshness(
                 resp = await sql.post(
                     "/", content=f"SELECT count() FROM events WHERE event_id = '{event_id}'"
                 )
-                if resp.status_code == 200 and resp.json()["rows"][0][0]:
+                # the sink's ClickHouse HTTP endpoint: TabSeparated by default
+                if resp.status_code == 200 and int(resp.text.strip() or 0):
                     ch_delays.append(time.perf_counter() - acked)
                     return
             except httpx.HTTPError:

@@ -1,5 +1,9 @@
 """The SQL endpoint of the embedded store is read-only by the engine, not by a first-word check.
 
+(The endpoint speaks ClickHouse's HTTP interface; ``access.query`` reaches it with
+clickhouse-connect, as ``crm sql`` does. tests/integration/test_bi_clients.py drives it
+with BI clients.)
+
 Before: ``SELECT 1; DROP TABLE ...`` dropped a table, ``INTO OUTFILE`` wrote files and
 ``file('/etc/...')`` read them. Each is tried here against a running sink's endpoint;
 the store and the sink's own (writable) session must come out unchanged.
@@ -29,6 +33,12 @@ REFUSED = [
     ("SELECT * FROM url('http://127.0.0.1:9/x', 'CSV', 'a String')", "readonly"),
     ("SELECT 1 SETTINGS readonly = 0", "readonly"),
     ("SET readonly = 0", "readonly"),
+    # what chdb's readonly=1 lets through (measured), refused by the statement vetting
+    ("SELECT file('/etc/hostname')", "readonly"),
+    ("SELECT * FROM s3('http://127.0.0.1:9/b/x', 'CSV', 'a String')", "readonly"),
+    ("DESCRIBE TABLE file('/etc/passwd', 'LineAsString')", "readonly"),
+    ("SYSTEM STOP MERGES", "readonly"),
+    ("KILL QUERY WHERE 1", "readonly"),
 ]
 
 

@@ -90,7 +90,7 @@ def source_topics(settings: Settings) -> list[str]:
 class ClickHouseSink:
     def __init__(self, settings: Settings, client: Client, *, group: str = GROUP) -> None:
         self.settings, self.client = settings, client
-        self.lock = threading.Lock()  # the client is shared with the query server
+        self.lock = threading.Lock()  # the client is shared by the sink's two threads
         t = settings.topic
         self.tables: dict[str, tuple[str, list[str]]] = {
             t("events.by_customer"): ("events", EVENT_COLUMNS),
@@ -386,7 +386,7 @@ def sink_main(
     from pipeline.sinks.clickhouse.query_server import serve
 
     sink = ClickHouseSink(settings, client)
-    server = serve(settings, client, sink.lock) if serve_sql else None
+    server = serve(settings) if serve_sql else None
     try:
         sink.run(stop, settings.clickhouse_batch, settings.clickhouse_batch_ms / 1000)
     finally:
