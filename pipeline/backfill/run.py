@@ -9,13 +9,15 @@
 
 Every transform is the pure function the stream workers call; only the wiring
 is Beam's. Any Beam runner works; the in-process DirectRunner is the default.
+Portable runners (Flink, Spark, Prism) get a job endpoint and, unless told
+otherwise, the LOOPBACK environment: the Python SDK harness runs inside this
+process, so no Docker is needed and the writers reach what this process reaches.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -23,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rich.console import Console
 
 from pipeline.backfill import progress
-from pipeline.backfill.inputs import read_lines
+from pipeline.backfill.archive_io import ReadArchive
 from pipeline.backfill.transforms import (
     EVENTS_TAG,
     MEMBERS_TAG,
@@ -46,7 +48,16 @@ from pipeline.config import Settings
 from pipeline.rule_files import load_identity_rules, load_loyalty
 from pipeline.sinks.clickhouse.client import migrate
 
-RUNNERS = ("DirectRunner", "FlinkRunner", "SparkRunner", "DataflowRunner", "PrismRunner")
+RUNNERS = {
+    "direct": "DirectRunner",
+    "flink": "FlinkRunner",
+    "spark": "SparkRunner",
+    "dataflow": "DataflowRunner",
+    "prism": "PrismRunner",
+    "portable": "PortableRunner",
+}
+# Runners that submit through Beam's job API, where LOOPBACK runs the SDK harness here.
+PORTABLE = ("FlinkRunner", "SparkRunner", "PrismRunner", "PortableRunner")
 TARGETS = ("redis", "clickhouse")
 
 
@@ -126,50 +137,67 @@ def build(
     return {"profiles": profiles, "merges": resolved[MERGES_TAG], "rows": resolved[EVENTS_TAG]}
 
 
-def pipeline_options(runner: str, extra: list[str] | None = None) -> PipelineOptions:
-    if runner not in RUNNERS:
-        raise ValueError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
-    args = [f"--runner={runner}", *(extra or [])]
-    if runner == "DirectRunner":
+def runner_class(name: str) -> str:
+    """``flink``, ``Flink`` or ``FlinkRunner`` -> ``FlinkRunner``."""
+    key = name.strip().lower().removesuffix("runner") or name
+    if key not in RUNNERS:
+        raise ValueError(f"unknown runner {name!r}; choose one of {', '.join(RUNNERS)}")
+    return RUNNERS[key]
+
+
+def pipeline_options(
+    runner: str, extra: list[str] | None = None, job_endpoint: str | None = None
+) -> PipelineOptions:
+    name = runner_class(runner)
+    args = [f"--runner={name}", *(extra or [])]
+    if name == "DirectRunner":
         # In process: the embedded ClickHouse engine allows one session per process.
         args += ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    if job_endpoint:
+        args.append(f"--job_endpoint={job_endpoint}")
+    if name in PORTABLE and not any(a.startswith("--environment_type") for a in args):
+        # The SDK harness as threads of this process: no Docker, and the writers share
+        # this process's connections (the embedded ClickHouse included) and progress bar.
+        args.append("--environment_type=LOOPBACK")
     return PipelineOptions(args)
 
 
 def run_backfill(
     settings: Settings,
     *,
-    files: list[Path] | None = None,
+    archive: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
     events: list[bytes] | None = None,
     total: int | None = None,
     targets: tuple[str, ...] = TARGETS,
     runner: str = "DirectRunner",
     extra_options: list[str] | None = None,
+    job_endpoint: str | None = None,
     console: Console | None = None,
 ) -> BackfillResult:
-    """Run the pipeline over archive ``files`` or already validated ``events``."""
+    """Run the pipeline over the ``archive`` days [start, end] or already validated ``events``.
+
+    ``archive`` is a directory or an object store prefix (``gs://``, ``s3://``).
+    """
     unknown = set(targets) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown target(s) {', '.join(sorted(unknown))}; choose from {TARGETS}")
     if "clickhouse" in targets:
         migrate(clickhouse(settings.clickhouse_dsn))
     console = console or Console(stderr=True)
-    options = pipeline_options(runner, extra_options)
-    start = time.monotonic()
+    options = pipeline_options(runner, extra_options, job_endpoint)
+    began = time.monotonic()
     with progress.ProgressBar(console, total, "backfill"):
         p = beam.Pipeline(options=options)
-        if files is not None:
-            lines = (
-                p
-                | "Files" >> beam.Create([str(f) for f in files])
-                | "ReadArchive" >> beam.FlatMap(read_lines)
-            )
+        if archive is not None:
+            lines = p | "ReadArchive" >> ReadArchive(archive, start, end)
         else:
             lines = p | "Input" >> beam.Create(events or [])
         build(p, lines, settings, targets)
         result = p.run()
         result.wait_until_finish()
-    seconds = time.monotonic() - start
+    seconds = time.monotonic() - began
     return BackfillResult(seconds, counters(result))
 
 

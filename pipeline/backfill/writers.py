@@ -15,6 +15,7 @@ Running the same backfill twice must change nothing:
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -36,13 +37,17 @@ from pipeline.wire.keys import SEP, RedisKeys
 INSERT_CHUNK = 10_000
 _event_decoder = msgspec.json.Decoder(Event)
 _clients: dict[str, Client] = {}
+# A client runs one query at a time (a session); the SDK harness of a portable runner
+# may process bundles on several threads of one process.
+_client_lock = threading.Lock()
 
 
 def clickhouse(dsn: str) -> Client:
     """One client per process and DSN: the embedded engine allows one session per process."""
-    if dsn not in _clients:
-        _clients[dsn] = connect(dsn)
-    return _clients[dsn]
+    with _client_lock:
+        if dsn not in _clients:
+            _clients[dsn] = connect(dsn)
+        return _clients[dsn]
 
 
 class WriteProfiles(beam.DoFn):
@@ -124,26 +129,29 @@ class WriteEventRows(beam.DoFn):
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             ids = [r[0] for r in chunk]
-            existing = {
-                row[0]
-                for row in client.query(
-                    "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s",
-                    parameters={"ids": ids},
-                ).result_rows
-            }
-            fresh = [r for r in chunk if r[0] not in existing]
+            with _client_lock:
+                existing = {
+                    row[0]
+                    for row in client.query(
+                        "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s",
+                        parameters={"ids": ids},
+                    ).result_rows
+                }
+                fresh = [r for r in chunk if r[0] not in existing]
+                if fresh:
+                    client.insert(
+                        "events",
+                        fresh,
+                        column_names=EVENT_COLUMNS,
+                        settings={
+                            "insert_deduplication_token": insert_token(
+                                "events", [r[0] for r in fresh]
+                            ),
+                            "deduplicate_blocks_in_dependent_materialized_views": 1,
+                        },
+                    )
             self.present.inc(len(chunk) - len(fresh))
-            if fresh:
-                client.insert(
-                    "events",
-                    fresh,
-                    column_names=EVENT_COLUMNS,
-                    settings={
-                        "insert_deduplication_token": insert_token("events", [r[0] for r in fresh]),
-                        "deduplicate_blocks_in_dependent_materialized_views": 1,
-                    },
-                )
-                self.inserted.inc(len(fresh))
+            self.inserted.inc(len(fresh))
             yield len(fresh)
 
 
@@ -156,19 +164,22 @@ class WriteMergeRows(beam.DoFn):
     def process(self, batch: list[tuple[str, str, datetime, str]]) -> Iterator[int]:
         client = clickhouse(self.dsn)
         rows = sorted(batch)
-        existing = {
-            (row[0], row[1])
-            for row in client.query(
-                "SELECT absorbed, survivor FROM customer_merges WHERE absorbed IN %(ids)s",
-                parameters={"ids": [r[0] for r in rows]},
-            ).result_rows
-        }
-        fresh = [r for r in rows if (r[0], r[1]) not in existing]
-        if fresh:
-            client.insert(
-                "customer_merges",
-                [list(r) for r in fresh],
-                column_names=MERGE_COLUMNS,
-                settings={"insert_deduplication_token": insert_token("merges", map(str, fresh))},
-            )
+        with _client_lock:
+            existing = {
+                (row[0], row[1])
+                for row in client.query(
+                    "SELECT absorbed, survivor FROM customer_merges WHERE absorbed IN %(ids)s",
+                    parameters={"ids": [r[0] for r in rows]},
+                ).result_rows
+            }
+            fresh = [r for r in rows if (r[0], r[1]) not in existing]
+            if fresh:
+                client.insert(
+                    "customer_merges",
+                    [list(r) for r in fresh],
+                    column_names=MERGE_COLUMNS,
+                    settings={
+                        "insert_deduplication_token": insert_token("merges", map(str, fresh))
+                    },
+                )
         yield len(fresh)

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pipeline.backfill.inputs import archive_files
+from pipeline.backfill.archive_io import size
 from pipeline.backfill.run import run_backfill
 from pipeline.bench.workload import simulated_records
 from pipeline.config import Settings
@@ -38,7 +38,7 @@ def run_backfill_bench(settings: Settings, console: Console, touches: int) -> di
     try:
         root = work / "archive"
         events = write_archive(settings, root, max(touches // 10, 100), touches)
-        files, total = archive_files(root, None, None)
+        _files, total = size(str(root), None, None)
         out: dict[str, Any] = {"events": events, "runner": "DirectRunner"}
         for label, targets in (
             ("compute_only", ()),
@@ -51,7 +51,7 @@ def run_backfill_bench(settings: Settings, console: Console, touches: int) -> di
                 }
             )
             result = run_backfill(
-                isolated, files=files, total=total, targets=targets, console=console
+                isolated, archive=str(root), total=total, targets=targets, console=console
             )
             out[label] = {
                 "seconds": round(result.seconds, 2),

@@ -42,9 +42,20 @@ def backfill_cmd(
     input_file: Path = typer.Option(
         None, "--input", exists=True, dir_okay=False, help="CSV transactions or JSON Lines events"
     ),
-    runner: str = typer.Option("DirectRunner", help="Beam runner"),
+    runner: str = typer.Option(
+        "direct", help="Beam runner: direct, flink, spark, prism, portable, dataflow"
+    ),
+    job_endpoint: str = typer.Option(
+        None,
+        "--job-endpoint",
+        help="HOST:PORT of a running Beam job server (Flink's, Spark's, Prism's); "
+        "portable runners run the Python SDK harness in this process (LOOPBACK) "
+        "unless --beam-option=--environment_type=... says otherwise",
+    ),
     target: str = typer.Option("redis,clickhouse", help="Comma-separated: redis, clickhouse"),
-    archive: Path = typer.Option(None, help="Archive root (default <data dir>/archive)"),
+    archive: str = typer.Option(
+        None, help="Archive root: a directory, gs://… or s3://… (default <data dir>/archive)"
+    ),
     beam_option: list[str] = typer.Option(
         [], "--beam-option", help="Extra Beam pipeline option, e.g. --beam-option=--project=x"
     ),
@@ -52,7 +63,8 @@ def backfill_cmd(
 ) -> None:
     """Rebuild profiles (Redis) and events/aggregates (ClickHouse) with Apache Beam."""
     require_extra("apache_beam", "backfill", "crm backfill runs on Apache Beam")
-    from pipeline.backfill.inputs import archive_files, import_file
+    from pipeline.backfill import archive_io
+    from pipeline.backfill.inputs import import_file
     from pipeline.backfill.run import run_backfill
 
     settings = get_settings()
@@ -73,17 +85,18 @@ def backfill_cmd(
         start, end = _day(from_, "--from"), _day(to, "--to")
         if start and end and start > end:
             raise typer.BadParameter(f"--from {start} is after --to {end}", param_hint="--from")
-        root = archive or settings.data_dir / "archive"
-        files, total = archive_files(root, start, end)
+        root = archive or str(settings.data_dir / "archive")
+        files, total = archive_io.size(root, start, end)
         if not files:
             console.print(f"[yellow]no archive files in {root} for {start or '…'} to {end or '…'}")
-        kwargs = {"files": files, "total": total}
+        kwargs = {"archive": root, "start": start, "end": end, "total": total}
     try:
         result = run_backfill(
             settings,
             targets=targets,
             runner=runner,
             extra_options=beam_option,
+            job_endpoint=job_endpoint,
             console=console,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -116,7 +129,7 @@ def replay_cmd(
     to: str = typer.Option(None, "--to", help="Last archive day, YYYY-MM-DD (inclusive)"),
     topic: str = typer.Option("events", help="Topic (without the CRM_TOPIC_PREFIX)"),
     rate: float = typer.Option(5000.0, min=1.0, help="Events per second at most"),
-    archive: Path = typer.Option(None, help="Archive root (default <data dir>/archive)"),
+    archive: Path = typer.Option(None, help="Archive directory (default <data dir>/archive)"),
 ) -> None:
     """Re-publish archived events into Kafka, marked as replayed, rate limited."""
     from pipeline.backfill.inputs import archive_files
