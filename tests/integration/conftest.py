@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import REPO_ROOT, Settings, get_settings
@@ -117,6 +119,16 @@ def wait_for(fetch: Any, done: Any, timeout: float = 90.0, what: str = "conditio
         time.sleep(0.25)
     shown = last.text[:800] if isinstance(last, httpx.Response) else last
     raise AssertionError(f"{what} not met within {timeout}s; last value: {shown}")
+
+
+def group_members(admin: AdminClient, group: str) -> frozenset[str] | None:
+    """Member ids of a consumer group (a Faust app id is one); None while its coordinator
+    moves or loads (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), to poll again."""
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    except KafkaException:
+        return None
+    return frozenset(m.member_id for m in described.members)
 
 
 def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
