@@ -48,6 +48,9 @@ test: setup lint test-deps ## Lint, then unit and integration tests (starts and 
 test-unit: setup ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
+test-cluster: setup ## Only the scale-out tests (three Kafka brokers, four workers); make test runs them too
+	$(BIN)/pytest -m cluster
+
 lint: setup ## ruff (lint + format check), mypy and the layering contracts (import-linter)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
@@ -60,4 +63,4 @@ bench: setup up ## Benchmarks; JSON results in bench-results/
 clean: down ## Stop services and delete local data
 	rm -rf .crm-data .crm-test bench-results
 
-.PHONY: help setup up down status demo test test-deps test-unit lint bench clean
+.PHONY: help setup up down status demo test test-deps test-unit test-cluster lint bench clean

@@ -3,12 +3,12 @@
 # three-voter quorum), from the same Maven classpath as infra/kafka.sh.
 #
 #   start [N...]   start all nodes (or the given ones); formats storage on first start
-#   stop [N...]    stop gracefully (SIGTERM, then SIGKILL after 30 s)
+#   stop [N...]    stop gracefully, all named nodes at once (SIGTERM, SIGKILL after 30 s)
 #   kill N         SIGKILL node N (a crash: no controlled shutdown)
 #   restart N      stop (if running) and start node N again with its data
 #   status         which nodes run; exit 3 if any is down
 #   bootstrap      print the bootstrap servers (for CRM_KAFKA_BOOTSTRAP)
-#   clean          stop everything and delete the cluster's data directory
+#   clean          SIGKILL every node and delete the cluster's data directory
 #
 # Node N (1..3) listens on 127.0.0.1:$((CRM_KAFKA_CLUSTER_PORT + 2(N-1))) and its controller
 # on the next port: 29092/29093, 29094/29095, 29096/29097 by default, apart from the single
@@ -79,15 +79,24 @@ start() {
   for n in "$@"; do check_node "$n"; start_node "$n" "$cp"; done
 }
 
-stop_node() {
-  local n=$1 pid
-  if ! running "$n"; then rm -f "$(pidfile "$n")"; return 0; fi
-  pid=$(cat "$(pidfile "$n")")
-  log "stopping kafka node $n (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$(pidfile "$n")"
+stop() {  # SIGTERM to every named node at once (a controlled shutdown), SIGKILL after 30 s
+  local n pids=()
+  for n in "$@"; do
+    check_node "$n"
+    if running "$n"; then
+      pids+=("$(cat "$(pidfile "$n")")")
+      log "stopping kafka node $n (pid ${pids[-1]})"
+      kill "${pids[-1]}" 2>/dev/null || true
+    fi
+  done
+  for _ in $(seq 1 150); do
+    local alive=0 pid
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for n in "$@"; do rm -f "$(pidfile "$n")"; done
 }
 
 kill_node() {
@@ -117,13 +126,13 @@ shift || true
 (($#)) || set -- "${NODES[@]}"  # no node named: all of them (kill and restart need one)
 case $cmd in
   start) start "$@" ;;
-  stop) for n in "$@"; do check_node "$n"; stop_node "$n"; done ;;
+  stop) stop "$@" ;;
   kill) [[ $# -eq 1 ]] || { echo "usage: $0 kill N" >&2; exit 2; }; check_node "$1"; kill_node "$1" ;;
   restart)
     [[ $# -eq 1 ]] || { echo "usage: $0 restart N" >&2; exit 2; }
-    check_node "$1"; stop_node "$1"; start "$1" ;;
+    check_node "$1"; stop "$1"; start "$1" ;;
   status) status ;;
   bootstrap) bootstrap ;;
-  clean) for n in "${NODES[@]}"; do stop_node "$n"; done; rm -rf "$CDIR" ;;
+  clean) for n in "${NODES[@]}"; do kill_node "$n"; done; rm -rf "$CDIR" ;;  # data goes anyway
   *) echo "usage: $0 start [N...]|stop [N...]|kill N|restart N|status|bootstrap|clean" >&2; exit 2 ;;
 esac
