@@ -35,10 +35,11 @@ status: setup ## Overview of services, topics, Redis and ClickHouse
 demo: setup ## Run the whole pipeline with simulated traffic and print a summary
 	$(BIN)/crm demo
 
-test-deps: setup ## What the SDK, browser and BI client tests need: npm packages, Go modules, Debian's chromium, the ClickHouse JDBC driver
+test-deps: setup ## What the SDK, browser and BI client tests need: npm packages, Go modules, Debian's chromium, the ClickHouse JDBC driver, Beam job servers
 	infra/sdk-deps.sh
 	infra/browser-deps.sh
 	infra/jdbc-deps.sh
+	infra/beam-runners.sh fetch --optional
 
 test: setup lint test-deps ## Lint, then unit and integration tests (starts and stops its own services)
 	$(BIN)/crm schemas export --check

@@ -33,9 +33,13 @@ fetch_flink() {
   command -v mvn >/dev/null || { log "Maven is required (apt-get install -y maven)"; return 1; }
   log "fetching the Flink $FLINK_VERSION job server for Beam $beam from Maven Central"
   mkdir -p "$CACHE"
-  mvn -q -B dependency:copy \
+  if ! mvn -q -B -Dstyle.color=never dependency:copy \
     -Dartifact="org.apache.beam:beam-runners-flink-$FLINK_VERSION-job-server:$beam:jar" \
-    -DoutputDirectory="$CACHE" >&2
+    -DoutputDirectory="$CACHE" > "$CACHE/flink-fetch.log" 2>&1; then
+    log "$(grep -m1 -o '\[ERROR\].*' "$CACHE/flink-fetch.log" || true)"
+    log "(full Maven output: $CACHE/flink-fetch.log)"
+    return 1
+  fi
   [[ -s $jar ]]
 }
 
