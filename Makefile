@@ -49,7 +49,7 @@ test: setup lint test-deps ## Lint, then unit and integration tests (starts and 
 test-unit: setup ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-test-cluster: setup ## Only the scale-out tests (three Kafka brokers, four workers); make test runs them too
+test-cluster: setup ## Only the tests marked cluster (three Kafka brokers, worker churn, Beam runners); make test runs them too
 	$(BIN)/pytest -m cluster
 
 lint: setup ## ruff (lint + format check), mypy and the layering contracts (import-linter)
