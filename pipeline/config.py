@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         description="min.insync.replicas of created topics: replicas an acks=all write needs",
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_cluster: bool = Field(
+        default=False, description="CRM_REDIS_URL names a node of a Redis Cluster"
+    )
     redis_prefix: str = Field(default="crm:", description="Prefix of every Redis key")
     identity_rules: Path = Field(
         default=REPO_ROOT / "config" / "identity_rules.yaml", description="Identity rules file"

@@ -32,10 +32,11 @@ from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.rule_files import load_personalization
 from pipeline.rules_file import ReloadingFile
 from pipeline.sources.collector.auth import is_valid, key_from_header
+from pipeline.stores.redis_client import async_redis, is_cluster
 from pipeline.transforms.identifiers import IdentifierError, canonical
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
-from pipeline.wire.keys import FORGOTTEN, RedisKeys
+from pipeline.wire.keys import FORGOTTEN, LUA_BUCKET, RedisKeys
 
 _encode = msgspec.json.Encoder().encode
 MAX_BODY_BYTES = 64 * 1024  # a preference update is a few hundred bytes
@@ -46,22 +47,28 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(_encode(payload), status, media_type="application/json")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _error(status: int, message: str) -> Response:
     return _json({"error": {"status": status, "message": message}}, status)
 
 
-# One round trip per lookup: identifier -> customer -> profile, following merges to the
-# survivor. Key names come from pipeline.wire.keys as ARGV fragments: profile prefix,
-# customer prefix and merge-pointer suffix, and the erasure marker (Redis Cluster would
-# need a hash tag here).
-LOOKUP = """
+# One round trip per lookup on a single Redis: identifier -> customer -> profile, following
+# merges to the survivor. Key names come from pipeline.wire.keys as ARGV fragments (the
+# profile key's bucket computed by the same function as in Python); on a Redis Cluster the
+# keys of one lookup are in several slots, so ProfileReader walks the same steps itself.
+LOOKUP = (
+    LUA_BUCKET
+    + """
 local cid = ARGV[2]
 if KEYS[1] ~= '' then
   cid = redis.call('GET', KEYS[1])
   if not cid then return false end
 end
 for _ = 1, 10 do
-  local v = redis.call('HMGET', ARGV[1] .. cid, 'json', 'm')
+  local v = redis.call('HMGET', ARGV[1] .. bucket(cid) .. ARGV[6] .. cid, 'json', 'm')
   if v[1] then return {cid, v[1]} end
   if v[2] == ARGV[5] then return false end
   local nxt = v[2] or redis.call('GET', ARGV[3] .. cid .. ARGV[4])
@@ -70,6 +77,8 @@ for _ = 1, 10 do
 end
 return false
 """
+)
+MAX_HOPS = 10
 
 
 class ProfileReader:
@@ -78,15 +87,38 @@ class ProfileReader:
         self.keys = RedisKeys(settings.redis_prefix)
         self.salt = settings.pii_salt.get_secret_value()
         self._lookup = client.register_script(LOOKUP)
+        self.cluster = is_cluster(client)
 
     async def _find(self, id_key: str, cid: str) -> tuple[str, Profile] | None:
+        if self.cluster:
+            return await self._walk(id_key, cid)
         k = self.keys
-        args = [k.profile_prefix, cid, k.customer_prefix, k.MERGED_SUFFIX, FORGOTTEN]
+        head, tail = k.profile_parts()
+        args = [head, cid, k.customer_prefix, k.MERGED_SUFFIX, FORGOTTEN, tail]
         found = await self._lookup(keys=[id_key], args=args)
         if not found:
             return None
         owner, raw = found
-        return (owner.decode() if isinstance(owner, bytes) else owner), _decode(raw)
+        return _text(owner), _decode(raw)
+
+    async def _walk(self, id_key: str, cid: str) -> tuple[str, Profile] | None:
+        """LOOKUP's steps one command at a time (a cluster routes each to its slot)."""
+        if id_key:
+            owner = await self.r.get(id_key)
+            if not owner:
+                return None
+            cid = _text(owner)
+        for _ in range(MAX_HOPS):
+            raw, merged = await self.r.hmget(self.keys.profile(cid), ["json", "m"])
+            if raw:
+                return cid, _decode(raw)
+            if merged and _text(merged) == FORGOTTEN:
+                return None
+            nxt = merged or await self.r.get(self.keys.merged_into(cid))
+            if not nxt:
+                return None
+            cid = _text(nxt)
+        return None
 
     async def by_customer(self, cid: str) -> tuple[str, Profile] | None:
         """The profile of ``cid``, or of the customer that absorbed it."""
@@ -116,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = async_redis(settings)
         reader = ProfileReader(settings, client)
         producer = ConfirmedProducer(
             settings.kafka_bootstrap, ack_timeout_ms=settings.ack_timeout_ms

@@ -100,6 +100,7 @@ def build(
         | "SetCustomer" >> beam.Map(lambda kv: (kv[0], with_customer_id(kv)))
     )
     if "redis" in targets:
+        redis_target = (settings.redis_url, settings.redis_prefix, settings.redis_cluster)
         members = resolved[MEMBERS_TAG]
         (
             {"profile": profiles, "members": members}
@@ -112,15 +113,13 @@ def build(
                 ]
             )
             | "BatchProfiles" >> beam.BatchElements(min_batch_size=500, max_batch_size=2000)
-            | "WriteProfiles"
-            >> beam.ParDo(WriteProfiles(settings.redis_url, settings.redis_prefix))
+            | "WriteProfiles" >> beam.ParDo(WriteProfiles(*redis_target))
         )
         (
             resolved[MERGES_TAG]
             | "Absorbed" >> beam.Map(lambda m: (m[0], m[1]))
             | "BatchTombstones" >> beam.BatchElements(min_batch_size=500, max_batch_size=2000)
-            | "WriteTombstones"
-            >> beam.ParDo(WriteTombstones(settings.redis_url, settings.redis_prefix))
+            | "WriteTombstones" >> beam.ParDo(WriteTombstones(*redis_target))
         )
     if "clickhouse" in targets:
         dsn = settings.clickhouse_dsn

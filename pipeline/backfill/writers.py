@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import cast
 
 import apache_beam as beam
 import msgspec
@@ -50,17 +51,23 @@ def clickhouse(dsn: str) -> Client:
         return _clients[dsn]
 
 
+def _redis(url: str, cluster: bool) -> redis.Redis:
+    if cluster:
+        return cast(redis.Redis, redis.RedisCluster.from_url(url))
+    return redis.Redis.from_url(url)
+
+
 class WriteProfiles(beam.DoFn):
     """Batches of (profile JSON) -> Redis, version-guarded, with identifier index keys."""
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self.redis_url, self.prefix = redis_url, prefix
+    def __init__(self, redis_url: str, prefix: str, cluster: bool = False) -> None:
+        self.redis_url, self.prefix, self.cluster = redis_url, prefix, cluster
         self.keys = RedisKeys(prefix)
         self.written = Metrics.counter("backfill", "redis_profiles_written")
         self.unchanged = Metrics.counter("backfill", "redis_profiles_unchanged")
 
     def setup(self) -> None:
-        self.r = redis.Redis.from_url(self.redis_url)
+        self.r = _redis(self.redis_url, self.cluster)
         self.script = self.r.register_script(WRITE_IF_NEWER)
 
     def process(self, batch: list[tuple[bytes, list[tuple[str, str]]]]) -> Iterator[int]:
@@ -87,12 +94,12 @@ class WriteProfiles(beam.DoFn):
 class WriteTombstones(beam.DoFn):
     """Absorbed customers point to their survivor, like the streaming sink's tombstones."""
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self.redis_url, self.prefix = redis_url, prefix
+    def __init__(self, redis_url: str, prefix: str, cluster: bool = False) -> None:
+        self.redis_url, self.prefix, self.cluster = redis_url, prefix, cluster
         self.keys = RedisKeys(prefix)
 
     def setup(self) -> None:
-        self.r = redis.Redis.from_url(self.redis_url)
+        self.r = _redis(self.redis_url, self.cluster)
         self.script = self.r.register_script(WRITE_IF_NEWER)
 
     def process(self, batch: list[tuple[str, str]]) -> Iterator[int]:

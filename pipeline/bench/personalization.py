@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
-import redis.asyncio as aioredis
 from rich.console import Console
 
 from pipeline.bench.loadgen import open_loop
@@ -27,6 +25,7 @@ from pipeline.bench.workload import preload, simulated_records
 from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
+from pipeline.stores.redis_client import async_redis, sync_redis
 from pipeline.wire.keys import RedisKeys
 
 
@@ -43,9 +42,9 @@ def _fill(s: Settings, env: dict[str, str], logs: Path, touches: int) -> int:
 
 
 async def _segment_probes(base: str, key: str, s: Settings, probes: int) -> list[float]:
-    r = aioredis.Redis.from_url(s.redis_url)
+    r = async_redis(s)
     delays: list[float] = []
-    segment = RedisKeys(s.redis_prefix).segment("high-value")
+    keys = RedisKeys(s.redis_prefix)
 
     async def probe(client: httpx.AsyncClient) -> None:
         card = f"BENCH-{uuid.uuid4().hex[:10]}"
@@ -62,8 +61,9 @@ async def _segment_probes(base: str, key: str, s: Settings, probes: int) -> list
             return
         deadline = acked + 10
         while time.perf_counter() < deadline:
-            cid = await r.get(RedisKeys(s.redis_prefix).identifier("loyalty_id", card))
-            if cid and await r.zscore(segment, cid) is not None:
+            cid = await r.get(keys.identifier("loyalty_id", card))
+            member = cid.decode() if isinstance(cid, bytes) else cid
+            if member and await r.zscore(keys.segment_of("high-value", member), member) is not None:
                 delays.append(time.perf_counter() - acked)
                 return
             await asyncio.sleep(0.005)
@@ -85,7 +85,7 @@ def run_personalization_bench(
     logs.mkdir(parents=True, exist_ok=True)
     s, env = _fresh(settings)
     events = _fill(s, env, logs, touches)
-    r = redis.Redis.from_url(s.redis_url)
+    r = sync_redis(s)
     ids = [
         k.decode().split(":", 2)[2]
         for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)

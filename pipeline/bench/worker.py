@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from rich.console import Console
 
 from pipeline.bench.loadgen import open_loop
@@ -29,6 +28,7 @@ from pipeline.config import Settings
 from pipeline.kafka.inspect import group_lag
 from pipeline.kafka.topics import ensure_topics
 from pipeline.sources.simulator import Simulator
+from pipeline.stores.redis_client import async_redis, sync_redis
 from pipeline.wire.keys import RedisKeys
 
 
@@ -112,7 +112,7 @@ async def _freshness(
     base: str, key: str, s: Settings, rate: float, seconds: float
 ) -> tuple[list[float], list[float], dict[str, int]]:
     """Probe events for new customers amid background traffic: ack -> Redis, ack -> ClickHouse."""
-    r = redis.asyncio.Redis.from_url(s.redis_url)
+    r = async_redis(s)
     keys = RedisKeys(s.redis_prefix)
     sql = httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.sql_port}", timeout=10)
     sim = Simulator(base, key, 2000, seed=3, invalid_share=0.0)
@@ -223,7 +223,7 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
         # Lookups measure the API, not a machine still draining the freshness backlog:
         # workers, collector and sink stop first, and the API is warmed before timing.
         stack.close()
-        r = redis.Redis.from_url(s.redis_url)
+        r = sync_redis(s)
         ids = [
             k.decode().split(":", 2)[2]
             for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)

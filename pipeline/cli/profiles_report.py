@@ -6,19 +6,19 @@ import time
 from collections import Counter
 
 import msgspec
-import redis
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings
 from pipeline.kafka.inspect import read_range
+from pipeline.stores.redis_client import sync_redis
 from pipeline.transforms.profile import Profile
 from pipeline.transforms.profile_view import render
 from pipeline.wire.keys import RedisKeys
 
 
 def load_profiles(settings: Settings) -> list[Profile]:
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings)
     decoder = msgspec.json.Decoder(Profile)
     out = []
     for key in r.scan_iter(RedisKeys(settings.redis_prefix).profiles(), count=1000):

@@ -6,13 +6,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
 from pipeline.rule_files import load_loyalty, load_personalization, load_segments
+from pipeline.stores.redis_client import sync_redis
 from pipeline.stores.segments_redis import SegmentReader
 from pipeline.transforms.conditions import ConfigError
 from pipeline.transforms.segments import SegmentConfig
@@ -32,7 +32,7 @@ def _config() -> SegmentConfig:
 
 def _reader() -> SegmentReader:
     s = get_settings()
-    return SegmentReader(redis.Redis.from_url(s.redis_url), s.redis_prefix)
+    return SegmentReader(sync_redis(s), s.redis_prefix)
 
 
 def _iso(ms: int) -> str:

@@ -54,8 +54,10 @@ def _kafka(settings: Settings) -> Iterator[Check]:
 
 
 def _redis(settings: Settings) -> Iterator[Check]:
+    from pipeline.stores.redis_client import sync_redis
+
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        client = sync_redis(settings, socket_timeout=2)
         info = client.info()
         detail = (
             f"{settings.redis_url}, {client.dbsize():,} keys, "
@@ -107,6 +109,7 @@ def _models(settings: Settings) -> Iterator[Check]:
 
 def _segments(settings: Settings) -> Iterator[Check]:
     from pipeline.rule_files import load_segments
+    from pipeline.stores.redis_client import sync_redis
     from pipeline.stores.segments_redis import SegmentReader
     from pipeline.transforms.conditions import ConfigError
 
@@ -116,9 +119,7 @@ def _segments(settings: Settings) -> Iterator[Check]:
         yield Check("segments", "invalid", str(exc)[:200], False)
         return
     try:
-        reader = SegmentReader(
-            redis.Redis.from_url(settings.redis_url, socket_timeout=2), settings.redis_prefix
-        )
+        reader = SegmentReader(sync_redis(settings, socket_timeout=2), settings.redis_prefix)
         counts = ", ".join(f"{s.name} {reader.count(s.name):,}" for s in config.segments)
         timers = reader.pending_timers()
     except redis.RedisError:

@@ -4,7 +4,9 @@ Each profile is a hash ``profile:<customer id>`` with ``v`` (version),
 ``json`` and ``s`` (its segments). Segment membership lives in sorted sets
 ``segment:<name>`` (score: event time entered) changed by the same script, so a
 set never disagrees with the profile version that put the customer there; the
-next time a segment timer is due sits in the sorted set ``segments:due``.
+next time a segment timer is due sits in the sorted set ``segments:due``. All three
+are per customer bucket (``pipeline.wire.keys``): a script call writes one bucket,
+one slot of a Redis Cluster.
 A Lua script replaces the profile only when it is newer: more events, or as
 many events and a higher version. Events come first because a customer's event
 count only grows, whoever computes it, while the version also counts derived
@@ -21,6 +23,7 @@ version stops it.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -28,7 +31,7 @@ import redis.asyncio as aioredis
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.base import Sink
 from pipeline.transforms.profile import Profile
-from pipeline.wire.keys import FORGOTTEN, RedisKeys
+from pipeline.wire.keys import FORGOTTEN, RedisKeys, bucket
 
 WRITE_IF_NEWER = """
 local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
@@ -108,8 +111,9 @@ def write_args(
     """
     cid = profile.customer_id
     k = RedisKeys(prefix)
-    keys = [k.profile(cid), k.segments_due]
-    tail: Args = [cid, k.segment_prefix]
+    b = bucket(cid)
+    keys = [k.profile(cid), k.segments_due(b)]  # one slot: {p<b>}, with the segment sets
+    tail: Args = [cid, k.segments_prefix(b)]
     if profile.merged_into:  # tombstone: survivor (or erasure), no content, no segments
         forgotten = profile.merged_into == FORGOTTEN
         version = FORGOTTEN_VERSION if forgotten else profile.version
@@ -134,6 +138,14 @@ def write_args(
     ]
 
 
+def by_bucket(profiles: Iterable[Profile], chunk: int = WRITE_CHUNK) -> list[list[Profile]]:
+    """Profiles grouped by key bucket (one Redis Cluster slot each), in chunks."""
+    groups: dict[str, list[Profile]] = {}
+    for p in profiles:
+        groups.setdefault(bucket(p.customer_id), []).append(p)
+    return [g[i : i + chunk] for _, g in sorted(groups.items()) for i in range(0, len(g), chunk)]
+
+
 class RedisProfileSink(Sink[Profile]):
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.r = client
@@ -153,12 +165,11 @@ class RedisProfileSink(Sink[Profile]):
         start = time.perf_counter()
         pending = self._pending  # kept until written: a flush that failed can run again
         now = str(int(time.time() * 1000))
-        profiles = list(pending.values())
         pipe = self.r.pipeline(transaction=False)
-        for i in range(0, len(profiles), WRITE_CHUNK):
+        for chunk in by_bucket(pending.values()):  # a script call touches one slot
             keys: list[str] = []
             args: Args = []
-            for profile in profiles[i : i + WRITE_CHUNK]:
+            for profile in chunk:
                 k, a = write_args(self.prefix, profile, now)
                 keys += k
                 args += a

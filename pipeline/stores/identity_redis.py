@@ -2,11 +2,13 @@
 
 Why Redis and not a Faust table: an event links identifiers that hash to
 different partitions, so a partitioned graph would need a multi-step
-re-partition protocol for every link. In Redis one optimistic transaction
-(WATCH the identifier keys and the customers' member sets, decide with the pure
-rules, MULTI/EXEC the changes) makes each decision atomic across workers; a
-conflicting concurrent change makes EXEC fail and the decision is retried on
-fresh data.
+re-partition protocol for every link. In Redis one optimistic commit (read the
+identifier keys and the customers' member sets, decide with the pure rules, write
+the changes with a script that first checks nothing it read has changed) makes
+each decision atomic across workers; a conflicting concurrent change makes the
+script write nothing and the decision is retried on fresh data. Every graph key
+carries the ``{g}`` hash tag, so on a Redis Cluster the graph is one slot and the
+script runs on the node that owns it.
 
 Keys (named in ``pipeline.wire.keys``): identifier owners, member sets, merge pointers,
 event assignments (so a replayed event goes where it went the first time) and the merges
@@ -21,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from pipeline.transforms.identity import (
     Decision,
@@ -272,33 +273,37 @@ class RedisIdentityGraph:
     async def resolve_one(
         self, identities: Mapping[str, str], event_id: str = "", attempts: int = 50
     ) -> Decision:
+        """Decide one event's identities on fresh data; commit only if nothing read changed.
+
+        The same guarded script as a batch commit (no WATCH/MULTI, which a Redis Cluster
+        client cannot run): read owners and member sets, decide with the pure rules,
+        commit guarded by what was read; another worker's change in between makes the
+        commit write nothing, and the decision is taken again.
+        """
         ids = self.rules.usable(identities)
         id_keys = [self.id_key(i) for i in ids]
         fresh = await self.new_ids(ids[:1])
         for _ in range(attempts):
-            async with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    if id_keys:
-                        await pipe.watch(*id_keys)
-                    raw_owners = await pipe.mget(id_keys) if id_keys else []
-                    owners = {i: _s(o) if o else None for i, o in zip(ids, raw_owners, strict=True)}
-                    candidates = sorted({o for o in owners.values() if o})
-                    members: dict[str, dict[str, set[str]]] = {}
-                    if candidates:
-                        await pipe.watch(*[self.members_key(c) for c in candidates])
-                        for c in candidates:
-                            members[c] = _parse_members(await pipe.smembers(self.members_key(c)))
-                    decision = decide(identities, owners, members, self.rules, fresh.__getitem__)
-                    if decision.changes_graph:
-                        pipe.multi()
-                        for op in self._ops(decision, members, event_id):
-                            _queue(pipe, op)
-                        await pipe.execute()
-                    else:
-                        await pipe.unwatch()
-                    return decision
-                except WatchError:
-                    continue
+            raw_owners = await self.r.mget(id_keys) if id_keys else []
+            owners = {i: _s(o) if o else None for i, o in zip(ids, raw_owners, strict=True)}
+            candidates = sorted({o for o in owners.values() if o})
+            members: dict[str, Members] = {}
+            sets: dict[str, list[str]] = {}
+            if candidates:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for c in candidates:
+                        pipe.smembers(self.members_key(c))
+                    for c, raw in zip(candidates, await pipe.execute(), strict=True):
+                        members[c] = _parse_members(raw)
+                        sets[self.members_key(c)] = [_s(m) for m in raw]
+            decision = decide(identities, owners, members, self.rules, fresh.__getitem__)
+            if not decision.changes_graph or not decision.customer_id:
+                return decision
+            for c in (decision.customer_id, *(m for m, _ in decision.merges)):
+                sets.setdefault(self.members_key(c), [])  # written, not read: must be new
+            read = {k: _s(o) if o else "" for k, o in zip(id_keys, raw_owners, strict=True)}
+            if await self._commit_ops(read, sets, self._ops(decision, members, event_id)):
+                return decision
         raise RuntimeError(f"identity resolution did not converge after {attempts} attempts")
 
     def _ops(self, d: Decision, members: Mapping[str, Members], event_id: str) -> list[Op]:
@@ -338,16 +343,6 @@ class RedisIdentityGraph:
                 return customer_id
             customer_id = _s(nxt)
         return customer_id
-
-
-def _queue(pipe: aioredis.client.Pipeline, op: Op) -> None:
-    cmd, key, *args = op
-    if cmd == "SETEX":
-        pipe.set(key, args[0], ex=ASSIGNMENT_TTL_S)
-    elif cmd == "DEL":
-        pipe.delete(key)
-    else:
-        pipe.execute_command(cmd, key, *args)
 
 
 def _chains(slow: list[tuple[int, list[str]]]) -> list[list[int]]:

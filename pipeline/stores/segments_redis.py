@@ -14,7 +14,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from pipeline.wire.keys import RedisKeys
+from pipeline.wire.keys import BUCKETS, RedisKeys
 
 CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -35,9 +35,11 @@ def _text(value: Any) -> str:
 
 
 class SegmentTimers:
+    """Due timers live per customer bucket (with the profiles that set them); a sweep
+    claims from every bucket. The clock is one key of its own."""
+
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.keys = RedisKeys(prefix)
-        self.due_key = self.keys.segments_due
         self.clock_key = self.keys.segments_clock
         self._claim = client.register_script(CLAIM_DUE)
         self._advance = client.register_script(ADVANCE_CLOCK)
@@ -47,30 +49,41 @@ class SegmentTimers:
         return int(await self._advance(keys=[self.clock_key], args=[max(0, t)]))
 
     async def claim_due(self, now: int, limit: int = 2000) -> list[str]:
-        due = await self._claim(keys=[self.due_key], args=[now, limit, now + LEASE_MS])
-        return [_text(c) for c in due]
+        out: list[str] = []
+        for b in BUCKETS:
+            if len(out) >= limit:
+                break
+            key = self.keys.segments_due(b)
+            due = await self._claim(keys=[key], args=[now, limit - len(out), now + LEASE_MS])
+            out += [_text(c) for c in due]
+        return out
 
 
 class SegmentReader:
-    """Synchronous reads for the CLI and tests."""
+    """Synchronous reads for the CLI and tests; a segment is the union of its buckets."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.r, self.keys = client, RedisKeys(prefix)
 
     def count(self, name: str) -> int:
-        return int(self.r.zcard(self.keys.segment(name)))
+        return sum(int(self.r.zcard(self.keys.segment(name, b))) for b in BUCKETS)
 
     def members(self, name: str, limit: int = 50, offset: int = 0) -> list[tuple[str, int]]:
-        rows: Any = self.r.zrange(
-            self.keys.segment(name), offset, offset + limit - 1, withscores=True
-        )
-        return [(_text(row[0]), int(row[1])) for row in rows]
+        """Members by time entered (then id), ``limit`` from ``offset``."""
+        rows: list[tuple[str, int]] = []
+        for b in BUCKETS:
+            found: Any = self.r.zrange(
+                self.keys.segment(name, b), 0, offset + limit - 1, withscores=True
+            )
+            rows += [(_text(m), int(score)) for m, score in found]
+        rows.sort(key=lambda r: (r[1], r[0]))
+        return rows[offset : offset + limit]
 
     def is_member(self, name: str, customer_id: str) -> bool:
-        return self.r.zscore(self.keys.segment(name), customer_id) is not None
+        return self.r.zscore(self.keys.segment_of(name, customer_id), customer_id) is not None
 
     def pending_timers(self) -> int:
-        return int(self.r.zcard(self.keys.segments_due))
+        return sum(int(self.r.zcard(self.keys.segments_due(b))) for b in BUCKETS)
 
     def clock(self) -> int:
         raw = self.r.get(self.keys.segments_clock)

@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -31,6 +30,7 @@ from pipeline.rule_files import load_identity_rules, load_loyalty, load_segments
 from pipeline.rules_file import ReloadingFile
 from pipeline.sinks.redis_profiles import RedisProfileSink
 from pipeline.stores.identity_redis import RedisIdentityGraph
+from pipeline.stores.redis_client import async_redis
 from pipeline.stores.segments_redis import SegmentTimers
 from pipeline.transforms.audience import AudienceRules
 from pipeline.wire.records import Tick, encoder
@@ -109,7 +109,7 @@ def create_app(settings: Settings) -> faust.App:
     profile_out = KafkaOutputs(producer, track=frozenset({changelog}))
     timer_out = KafkaOutputs(producer)
 
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = async_redis(settings)
     rules = load_identity_rules(settings.identity_rules)
     identity_stage = IdentityStage(
         RedisIdentityGraph(redis, settings.redis_prefix, rules),

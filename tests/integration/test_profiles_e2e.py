@@ -174,7 +174,7 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     p = settings.topic_prefix
     assert segments, "the customer should be in some segment for this test to mean anything"
-    assert all(r.zscore(RedisKeys(p).segment(s), cid) is not None for s in segments)
+    assert all(r.zscore(RedisKeys(p).segment_of(s, cid), cid) is not None for s in segments)
 
     env = {**os.environ, "CRM_TOPIC_PREFIX": p, "CRM_REDIS_PREFIX": p, "CRM_TOPIC_PARTITIONS": "3"}
     done = subprocess.run(
@@ -198,7 +198,7 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
         lambda resp: resp.status_code == 404,
     )
     wait_for(
-        lambda: [s for s in segments if r.zscore(RedisKeys(p).segment(s), cid) is not None],
+        lambda: [s for s in segments if r.zscore(RedisKeys(p).segment_of(s, cid), cid) is not None],
         lambda left: left == [],
     )
     assert not [k for k in r.scan_iter(RedisKeys(p).identifiers()) if r.get(k) == cid]

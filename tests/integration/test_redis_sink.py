@@ -46,13 +46,13 @@ def test_more_events_win_even_with_a_lower_version(settings: Settings):
     assert events_of(settings, "c1") == 27
     r = redis.Redis.from_url(settings.redis_url)
     assert (
-        r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") is None
+        r.zscore(RedisKeys(settings.topic_prefix).segment_of("vip", "c1"), "c1") is None
     )  # left with the write
     write(settings, Profile(customer_id="c1", events=26, version=40, audience=seg))  # stale
     assert events_of(settings, "c1") == 27
-    assert r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") is None
+    assert r.zscore(RedisKeys(settings.topic_prefix).segment_of("vip", "c1"), "c1") is None
     write(settings, Profile(customer_id="c1", events=27, version=29, audience=seg))
-    assert r.zscore(RedisKeys(settings.topic_prefix).segment("vip"), "c1") == 1.0
+    assert r.zscore(RedisKeys(settings.topic_prefix).segment_of("vip", "c1"), "c1") == 1.0
 
 
 def test_tombstones_and_erasure_are_final(settings: Settings):

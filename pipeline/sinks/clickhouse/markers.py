@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from pipeline.wire.keys import RedisKeys
+from pipeline.wire.keys import RedisKeys, bucket
 
 SEEN_TTL_S = 7 * 24 * 3600
 CHUNK = 5000  # event ids per script call: other Redis clients run between chunks
@@ -26,12 +26,13 @@ class SeenMarkers:
     wrote it.
 
     A retried record comes back at its own position and is never taken for a copy.
-    One script call per ``CHUNK`` records, all chunks in one round trip.
+    One script call per key bucket (one Redis Cluster slot) and ``CHUNK`` records, all
+    calls in one round trip.
     """
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_s: int = SEEN_TTL_S) -> None:
         self.client, self.ttl_s = client, ttl_s
-        self.prefix = RedisKeys(prefix).clickhouse_seen("")  # the name has one owner
+        self.keys = RedisKeys(prefix)  # the name has one owner
         self._mark = client.register_script(_MARK)
 
     def duplicates(self, records: list[tuple[str, str]]) -> set[str]:
@@ -39,10 +40,13 @@ class SeenMarkers:
         if not records:
             return set()
         pipe = self.client.pipeline(transaction=False)
-        chunks = [records[i : i + CHUNK] for i in range(0, len(records), CHUNK)]
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for record in records:
+            groups.setdefault(bucket(record[0]), []).append(record)
+        chunks = [g[i : i + CHUNK] for g in groups.values() for i in range(0, len(g), CHUNK)]
         for chunk in chunks:
             self._mark(
-                keys=[self.prefix + event_id for event_id, _ in chunk],
+                keys=[self.keys.clickhouse_seen(event_id) for event_id, _ in chunk],
                 args=[position for _, position in chunk] + [self.ttl_s],
                 client=pipe,
             )

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -64,6 +63,7 @@ from pipeline.sinks.clickhouse.wire import (
     pack_each,
     snapshot_wire,
 )
+from pipeline.stores.redis_client import sync_redis
 from pipeline.wire.change import Change
 from pipeline.wire.records import IdentityDecision, RoutedEvent, routed_decoder
 
@@ -108,7 +108,7 @@ class ClickHouseSink:
                 "max.poll.interval.ms": 3_600_000,
             }
         )
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = sync_redis(settings)
         self.markers = SeenMarkers(self.redis, settings.redis_prefix)
         self.io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-markers")
         self.intent_path = intent_file(settings)
