@@ -73,17 +73,21 @@ class WriteProfiles(beam.DoFn):
     def process(self, batch: list[tuple[bytes, list[tuple[str, str]]]]) -> Iterator[int]:
         now = str(int(time.time() * 1000))
         pipe = self.r.pipeline(transaction=False)
+        direct: list[int] = []  # a cluster client cannot pipeline scripts: called one by one
         for raw, members in batch:
             p = decode_profile(raw)
             keys, args = write_args(self.prefix, p, now, audience=False)
-            self.script(keys=keys, args=args, client=pipe)
+            if self.cluster:
+                direct.append(int(self.script(keys=keys, args=args)))
+            else:
+                self.script(keys=keys, args=args, client=pipe)
             for kind, value in members:
                 pipe.set(self.keys.identifier(kind, value), p.customer_id, nx=True)
                 pipe.sadd(self.keys.members(p.customer_id), f"{kind}{SEP}{value}")
         results = pipe.execute()
-        writes = 0
+        writes = sum(int(r == 1) for r in direct)
         i = 0
-        for _raw, members in batch:
+        for _raw, members in batch if not self.cluster else []:
             writes += int(results[i] == 1)
             i += 1 + 2 * len(members)
         self.written.inc(writes)
@@ -109,7 +113,10 @@ class WriteTombstones(beam.DoFn):
             # Version 1: any profile the stream wrote for this customer is at least as new.
             tombstone = Profile(customer_id=absorbed, version=1, merged_into=survivor)
             keys, args = write_args(self.prefix, tombstone, now)
-            self.script(keys=keys, args=args, client=pipe)
+            if self.cluster:
+                self.script(keys=keys, args=args)
+            else:
+                self.script(keys=keys, args=args, client=pipe)
             pipe.set(self.keys.merged_into(absorbed), survivor, nx=True)
         pipe.execute()
         yield len(batch)

@@ -22,6 +22,7 @@ version stops it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -30,6 +31,7 @@ import redis.asyncio as aioredis
 
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.base import Sink
+from pipeline.stores.redis_client import is_cluster
 from pipeline.transforms.profile import Profile
 from pipeline.wire.keys import FORGOTTEN, RedisKeys, bucket
 
@@ -152,6 +154,7 @@ class RedisProfileSink(Sink[Profile]):
         self.prefix = prefix
         self._pending: dict[str, Profile] = {}
         self._script = client.register_script(WRITE_MANY)
+        self.cluster = is_cluster(client)
 
     def key(self, customer_id: str) -> str:
         return RedisKeys(self.prefix).profile(customer_id)
@@ -165,7 +168,7 @@ class RedisProfileSink(Sink[Profile]):
         start = time.perf_counter()
         pending = self._pending  # kept until written: a flush that failed can run again
         now = str(int(time.time() * 1000))
-        pipe = self.r.pipeline(transaction=False)
+        calls: list[tuple[list[str], Args]] = []
         for chunk in by_bucket(pending.values()):  # a script call touches one slot
             keys: list[str] = []
             args: Args = []
@@ -173,8 +176,14 @@ class RedisProfileSink(Sink[Profile]):
                 k, a = write_args(self.prefix, profile, now)
                 keys += k
                 args += a
-            await self._script(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+            calls.append((keys, args))
+        if self.cluster:  # a cluster client cannot pipeline scripts: one call per bucket
+            await asyncio.gather(*(self._script(keys=k, args=a) for k, a in calls))
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            for k, a in calls:
+                await self._script(keys=k, args=a, client=pipe)
+            await pipe.execute()
         self._pending = {}
         SINK_SECONDS.labels("redis").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("redis", "profile").inc(len(pending))

@@ -59,9 +59,20 @@ def services() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def settings(services: dict[str, str]) -> Settings:
+def redis_env() -> dict[str, str]:
+    """Extra CRM_REDIS_* settings of a test's processes; a module overrides this fixture to
+    run its tests against another Redis (tests/integration/test_redis_cluster.py)."""
+    return {}
+
+
+@pytest.fixture
+def settings(services: dict[str, str], redis_env: dict[str, str]) -> Settings:
     """Settings with a fresh topic prefix: every test sees empty topics."""
-    s = Settings(topic_prefix=f"it{uuid.uuid4().hex[:8]}.", topic_partitions=3)
+    redis = {
+        "redis_url": redis_env.get("CRM_REDIS_URL", TEST_ENV["CRM_REDIS_URL"]),
+        "redis_cluster": redis_env.get("CRM_REDIS_CLUSTER", "false") == "true",
+    }
+    s = Settings(topic_prefix=f"it{uuid.uuid4().hex[:8]}.", topic_partitions=3, **redis)
     ensure_topics(s)
     return s
 
@@ -137,9 +148,12 @@ def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
 
 
 @pytest.fixture
-def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def pipeline_env(
+    settings: Settings, tmp_path: Path, redis_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     """Collector, one worker and the lookup API on this test's topics and Redis keys."""
     env = {
+        **redis_env,
         "CRM_TOPIC_PREFIX": settings.topic_prefix,
         "CRM_REDIS_PREFIX": settings.topic_prefix,
         "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
@@ -157,4 +171,5 @@ def pipeline_env(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]
             "collector": f"http://127.0.0.1:{cport}",
             "api": f"http://127.0.0.1:{aport}",
             "logs": tmp_path,
+            "env": env,
         }

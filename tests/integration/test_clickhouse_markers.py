@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import redis
-
 from pipeline.config import Settings
 from pipeline.sinks.clickhouse.markers import CHUNK, SeenMarkers
+from pipeline.stores.redis_client import sync_redis
 from pipeline.wire.keys import RedisKeys
 
 
 def test_a_copy_is_a_duplicate_a_retry_is_not(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_redis(settings)
     markers = SeenMarkers(client, settings.topic_prefix, ttl_s=600)
     n = CHUNK * 2 + 7  # three script calls in one round trip
     first = [(f"e{i}", f"0:{i}") for i in range(n)]

@@ -141,7 +141,7 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
     import subprocess
     import sys
 
-    import redis
+    from pipeline.stores.redis_client import sync_redis
 
     c, api = pipeline_env["collector"], pipeline_env["api"]
     cookie, email = f"ck-{uuid.uuid4().hex[:8]}", f"Forget.Me.{uuid.uuid4().hex[:6]}@Example.com"
@@ -171,12 +171,12 @@ def test_forget_by_identifier_erases_the_customer_everywhere_in_redis(pipeline_e
         lambda r: r.status_code == 200 and r.json()["events"] == 3,
     ).json()
     cid, segments = before["customer_id"], before["segments"]
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    r = sync_redis(settings, decode_responses=True)
     p = settings.topic_prefix
     assert segments, "the customer should be in some segment for this test to mean anything"
     assert all(r.zscore(RedisKeys(p).segment_of(s, cid), cid) is not None for s in segments)
 
-    env = {**os.environ, "CRM_TOPIC_PREFIX": p, "CRM_REDIS_PREFIX": p, "CRM_TOPIC_PARTITIONS": "3"}
+    env = {**os.environ, **pipeline_env["env"]}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.cli.main", "forget", "--identifier", f"email:{email}"],
         env=env,

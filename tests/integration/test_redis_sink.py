@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-import redis
-import redis.asyncio as aioredis
 
 from pipeline.config import Settings
 from pipeline.sinks.redis_profiles import FORGOTTEN, RedisProfileSink
+from pipeline.stores.redis_client import async_redis, sync_redis
 from pipeline.transforms.profile import Audience, Profile
 from pipeline.wire.keys import RedisKeys
 
 
 def write(settings: Settings, *profiles: Profile) -> None:
     async def go() -> None:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = async_redis(settings)
         sink = RedisProfileSink(client, settings.topic_prefix)
         for p in profiles:
             sink.add(p)
@@ -27,7 +26,7 @@ def write(settings: Settings, *profiles: Profile) -> None:
 
 
 def stored(settings: Settings, cid: str) -> dict[str, bytes]:
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings)
     return {
         k.decode(): v for k, v in r.hgetall(RedisKeys(settings.topic_prefix).profile(cid)).items()
     }
@@ -44,7 +43,7 @@ def test_more_events_win_even_with_a_lower_version(settings: Settings):
     write(settings, stale)
     write(settings, Profile(customer_id="c1", events=27, version=28))
     assert events_of(settings, "c1") == 27
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings)
     assert (
         r.zscore(RedisKeys(settings.topic_prefix).segment_of("vip", "c1"), "c1") is None
     )  # left with the write

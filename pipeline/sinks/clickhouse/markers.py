@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from pipeline.stores.redis_client import is_cluster
 from pipeline.wire.keys import RedisKeys, bucket
 
 SEEN_TTL_S = 7 * 24 * 3600
@@ -44,12 +45,15 @@ class SeenMarkers:
         for record in records:
             groups.setdefault(bucket(record[0]), []).append(record)
         chunks = [g[i : i + CHUNK] for g in groups.values() for i in range(0, len(g), CHUNK)]
+        cluster = is_cluster(self.client)  # a cluster client cannot pipeline scripts
+        results = []
         for chunk in chunks:
-            self._mark(
-                keys=[self.keys.clickhouse_seen(event_id) for event_id, _ in chunk],
-                args=[position for _, position in chunk] + [self.ttl_s],
-                client=pipe,
-            )
-        return {
-            chunk[i - 1][1] for chunk, dup in zip(chunks, pipe.execute(), strict=True) for i in dup
-        }
+            keys = [self.keys.clickhouse_seen(event_id) for event_id, _ in chunk]
+            args = [position for _, position in chunk] + [self.ttl_s]
+            if cluster:
+                results.append(self._mark(keys=keys, args=args))
+            else:
+                self._mark(keys=keys, args=args, client=pipe)
+        if not cluster:
+            results = pipe.execute()
+        return {chunk[i - 1][1] for chunk, dup in zip(chunks, results, strict=True) for i in dup}
