@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import REPO_ROOT
 
@@ -102,6 +103,28 @@ def record(sdk: str, call: str, field: str, ok: bool) -> None:
     }
     with path.open(mode, encoding="utf-8") as out:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+class Fields:
+    """Field-by-field checks of one SDK call; each is recorded for the conformance table."""
+
+    def __init__(self, sdk: str, call: str) -> None:
+        self.sdk, self.call, self.failures = sdk, call, list[str]()
+
+    def check(self, name: str, ok: bool, detail: object = "") -> None:
+        record(self.sdk, self.call, name, ok)
+        if not ok:
+            self.failures.append(f"{self.call} {name}: {detail}")
+
+    def eq(self, name: str, got: object, want: object) -> None:
+        self.check(name, got == want, f"got {got!r}, want {want!r}")
+
+    def subset(self, name: str, got: object, want: dict[str, Any]) -> None:
+        ok = isinstance(got, dict) and all(got.get(k) == v for k, v in want.items())
+        self.check(name, ok, f"got {got!r}, want at least {want!r}")
+
+    def verdict(self) -> None:
+        assert not self.failures, f"{self.sdk} {self.call}:\n  " + "\n  ".join(self.failures)
 
 
 def load(directory: Path = DIR) -> list[dict[str, object]]:

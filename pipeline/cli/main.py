@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -228,44 +228,36 @@ def import_pos(
         console.print(f"rejected rows written to [bold]{result.rejects_path}[/]")
 
 
+def _export(check: bool, what: str, command: str, export: Any, stale: Any) -> None:
+    """Write generated files, or with ``check`` fail when the committed ones differ."""
+    if check:
+        diff = stale()
+        if diff:
+            console.print(f"[red]stale {what}:[/] {', '.join(diff)}; run `{command}`")
+            raise typer.Exit(1)
+        console.print(f"{what} up to date")
+        return
+    for path in export():
+        console.print(f"wrote {path.relative_to(REPO_ROOT)}")
+
+
+CHECK = typer.Option(False, help="Fail if files differ instead of writing")
+
+
 @dashboards_app.command("export")
-def dashboards_export(
-    check: bool = typer.Option(False, help="Fail if files differ instead of writing"),
-) -> None:
+def dashboards_export(check: bool = CHECK) -> None:
     """Generate the Grafana dashboards (ClickHouse analytics, pipeline health)."""
     from pipeline.cli.dashboards import export, stale
 
-    if check:
-        diff = stale()
-        if diff:
-            console.print(
-                f"[red]stale dashboards:[/] {', '.join(diff)}; run `crm dashboards export`"
-            )
-            raise typer.Exit(1)
-        console.print("dashboards up to date")
-        return
-    for path in export():
-        console.print(f"wrote {path.relative_to(REPO_ROOT)}")
+    _export(check, "dashboards", "crm dashboards export", export, stale)
 
 
 @schemas_app.command("export")
-def schemas_export(
-    check: bool = typer.Option(False, help="Fail if files differ instead of writing"),
-) -> None:
+def schemas_export(check: bool = CHECK) -> None:
     """Generate schemas/*.json from the Python event models."""
     from pipeline.contracts import export, stale
 
-    if check:
-        diff = stale()
-        if diff:
-            console.print(
-                f"[red]stale schema files:[/] {', '.join(diff)}; run `crm schemas export`"
-            )
-            raise typer.Exit(1)
-        console.print("schemas up to date")
-        return
-    for path in export():
-        console.print(f"wrote {path.relative_to(REPO_ROOT)}")
+    _export(check, "schemas", "crm schemas export", export, stale)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +148,13 @@ def wait_until(check: Any, timeout: float = 120.0, what: str = "") -> None:
     wait_for(check, lambda r: r[0], timeout, what or "condition")
 
 
-@pytest.fixture
-def pipeline_env(
-    settings: Settings, tmp_path: Path, redis_env: dict[str, str]
+@contextmanager
+def running_pipeline(
+    settings: Settings, logs: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Collector, one worker and the lookup API on this test's topics and Redis keys."""
+    """Collector, one worker and the lookup API on ``settings``' topics and Redis keys."""
     env = {
-        **redis_env,
+        **(extra_env or {}),
         "CRM_TOPIC_PREFIX": settings.topic_prefix,
         "CRM_REDIS_PREFIX": settings.topic_prefix,
         "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
@@ -162,14 +163,23 @@ def pipeline_env(
     }
     cport, aport = free_port(), free_port()
     with (
-        http_service("collector", cport, tmp_path / "collector.log", env),
-        crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env) as worker,
-        http_service("api", aport, tmp_path / "api.log", env),
+        http_service("collector", cport, logs / "collector.log", env),
+        crm_process(["worker", "--name", "a"], None, logs / "worker.log", env=env) as worker,
+        http_service("api", aport, logs / "api.log", env),
     ):
         yield {
             "worker": worker,
             "collector": f"http://127.0.0.1:{cport}",
             "api": f"http://127.0.0.1:{aport}",
-            "logs": tmp_path,
+            "logs": logs,
             "env": env,
         }
+
+
+@pytest.fixture
+def pipeline_env(
+    settings: Settings, tmp_path: Path, redis_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """Collector, one worker and the lookup API on this test's topics and Redis keys."""
+    with running_pipeline(settings, tmp_path, redis_env) as env:
+        yield env

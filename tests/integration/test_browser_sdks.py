@@ -42,12 +42,11 @@ import msgspec
 import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
-from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.kafka.inspect import read_range
 from pipeline.kafka.topics import ensure_topics
-from tests.conformance import record
-from tests.integration.conftest import free_port, wait_for
+from tests.conformance import Fields, record
+from tests.integration.conftest import running_pipeline, wait_for
 
 WRITE_KEY = "it-write-key"
 READ = {"Authorization": "Bearer it-read-key"}
@@ -129,31 +128,18 @@ def stack(services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     settings = Settings(topic_prefix=f"it{uuid.uuid4().hex[:8]}.", topic_partitions=3)
     ensure_topics(settings)
     logs = tmp_path_factory.mktemp("browser-sdks")
-    env = {
-        "CRM_TOPIC_PREFIX": settings.topic_prefix,
-        "CRM_REDIS_PREFIX": settings.topic_prefix,
-        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
-        "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
-    }
     pages: dict[str, bytes] = {}
     handler = type("Handler", (_PageHandler,), {"pages": pages})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(DIST)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    cport, aport = free_port(), free_port()
     try:
-        with (
-            http_service("collector", cport, logs / "collector.log", env),
-            crm_process(["worker", "--name", "a"], None, logs / "worker.log", env=env),
-            http_service("api", aport, logs / "api.log", env),
-            sync_playwright() as pw,
-        ):
+        with running_pipeline(settings, logs) as stack, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 yield Stack(
                     settings,
-                    f"http://127.0.0.1:{cport}",
-                    f"http://127.0.0.1:{aport}",
+                    stack["collector"],
+                    stack["api"],
                     f"http://127.0.0.1:{server.server_address[1]}",
                     browser,
                     pages,
@@ -353,25 +339,6 @@ def _drive(
 
 
 # --- checks ------------------------------------------------------------------------
-
-
-class Fields:
-    """Field-by-field checks of one call; each is recorded for the conformance table."""
-
-    def __init__(self, sdk: str, call: str) -> None:
-        self.sdk, self.call, self.failures = sdk, call, list[str]()
-
-    def check(self, name: str, ok: bool, detail: object = "") -> None:
-        record(self.sdk, self.call, name, ok)
-        if not ok:
-            self.failures.append(f"{self.call} {name}: {detail}")
-
-    def eq(self, name: str, got: object, want: object) -> None:
-        self.check(name, got == want, f"got {got!r}, want {want!r}")
-
-    def subset(self, name: str, got: object, want: dict[str, Any]) -> None:
-        ok = isinstance(got, dict) and all(got.get(k) == v for k, v in want.items())
-        self.check(name, ok, f"got {got!r}, want at least {want!r}")
 
 
 def _recent(value: object) -> bool:

@@ -47,12 +47,11 @@ import pytest
 from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics.client import Client as SegmentClient
 
-from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.kafka.inspect import read_range
 from pipeline.kafka.topics import ensure_topics
-from tests.conformance import record
-from tests.integration.conftest import free_port, wait_for
+from tests.conformance import Fields
+from tests.integration.conftest import running_pipeline, wait_for
 
 WRITE_KEY = "it-write-key"
 READ = {"Authorization": "Bearer it-read-key"}
@@ -330,21 +329,8 @@ def _settle_profiles(run: Run) -> None:
 def run(services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     settings = Settings(topic_prefix=f"it{uuid.uuid4().hex[:8]}.", topic_partitions=3)
     ensure_topics(settings)
-    logs = tmp_path_factory.mktemp("server-sdks")
-    env = {
-        "CRM_TOPIC_PREFIX": settings.topic_prefix,
-        "CRM_REDIS_PREFIX": settings.topic_prefix,
-        "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
-        "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
-    }
-    cport, aport = free_port(), free_port()
-    with (
-        http_service("collector", cport, logs / "collector.log", env),
-        crm_process(["worker", "--name", "a"], None, logs / "worker.log", env=env),
-        http_service("api", aport, logs / "api.log", env),
-    ):
-        r = Run(settings, f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{aport}")
+    with running_pipeline(settings, tmp_path_factory.mktemp("server-sdks")) as stack:
+        r = Run(settings, stack["collector"], stack["api"])
         start = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
         r.sent = {name: calls_for(sdk, start) for name, sdk in SDKS.items()}
         with ThreadPoolExecutor(len(SDKS)) as pool:
@@ -377,28 +363,6 @@ def _dump(run: Run) -> None:
 
 
 # --- checks ----------------------------------------------------------------------
-
-
-class Fields:
-    """Field-by-field checks of one SDK call; each is recorded for the conformance table."""
-
-    def __init__(self, sdk: str, call: str) -> None:
-        self.sdk, self.call, self.failures = sdk, call, list[str]()
-
-    def check(self, name: str, ok: bool, detail: object = "") -> None:
-        record(self.sdk, self.call, name, ok)
-        if not ok:
-            self.failures.append(f"{name}: {detail}")
-
-    def eq(self, name: str, got: object, want: object) -> None:
-        self.check(name, got == want, f"got {got!r}, want {want!r}")
-
-    def subset(self, name: str, got: object, want: dict[str, Any]) -> None:
-        ok = isinstance(got, dict) and all(got.get(k) == v for k, v in want.items())
-        self.check(name, ok, f"got {got!r}, want at least {want!r}")
-
-    def verdict(self) -> None:
-        assert not self.failures, f"{self.sdk} {self.call}:\n  " + "\n  ".join(self.failures)
 
 
 def _time(value: object) -> datetime | None:
