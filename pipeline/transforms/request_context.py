@@ -114,7 +114,9 @@ def enrich_context(
             parsed = referrer_of(ref, url)
             if parsed:
                 out["referrer"] = parsed
-    return None if out == context else out
+    # Everything above only adds keys (the event's own win over the batch's), so a change
+    # shows in the size: no deep comparison of the nested page and traits dicts.
+    return out if len(out) != len(context) else None
 
 
 def merged_integrations(
