@@ -87,7 +87,7 @@ def run_personalization_bench(
     events = _fill(s, env, logs, touches)
     r = sync_redis(s)
     ids = [
-        k.decode().split(":", 2)[2]
+        k.decode().removeprefix(RedisKeys(s.redis_prefix).identifiers("user_id")[:-1])
         for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)
     ]
     paths = [f"/v1/personalize/by/user_id/{i}?city=Vilnius" for i in ids[:3000]]

@@ -225,7 +225,7 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
         stack.close()
         r = sync_redis(s)
         ids = [
-            k.decode().split(":", 2)[2]
+            k.decode().removeprefix(RedisKeys(s.redis_prefix).identifiers("user_id")[:-1])
             for k in r.scan_iter(RedisKeys(s.redis_prefix).identifiers("user_id"), count=1000)
         ]
         paths = [f"/v1/profiles/by/user_id/{i}" for i in ids[:2000]] or ["/v1/profiles/none"]
