@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -105,8 +105,21 @@ def parse_duration(value: Any) -> int:
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
+class Instant(str):
+    """An ISO timestamp that also carries its epoch milliseconds (no parsing back)."""
+
+    ms: int
+
+    def __new__(cls, ms: int) -> Instant:
+        text = super().__new__(cls, datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat())
+        text.ms = ms
+        return text
+
+
 def as_ms(value: Any) -> int | None:
     """Epoch milliseconds from the forms facts use (ISO strings, numbers)."""
+    if type(value) is Instant:
+        return value.ms
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -125,6 +138,13 @@ MISSING = object()
 
 
 def lookup(facts: dict[str, Any], path: tuple[str, ...]) -> Any:
+    resolve = getattr(facts, "resolve", None)
+    if resolve is not None:  # facts that answer a path without building whole sections
+        return resolve(path, MISSING)
+    return walk(facts, path)
+
+
+def walk(facts: Any, path: tuple[str, ...]) -> Any:
     cur: Any = facts
     for part in path:
         if isinstance(cur, dict) and part in cur:

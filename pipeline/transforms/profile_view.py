@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.transforms.conditions import Instant, walk
 from pipeline.transforms.profile import Profile, decayed
 
 DAY_MS = 24 * 3600 * 1000
@@ -134,6 +135,59 @@ def render(p: Profile, now_ms: int) -> dict[str, Any]:
     return {name: build(p, now_ms) for name, build in SECTIONS.items()}
 
 
+def _instant(ms: int | None) -> Instant | None:
+    return Instant(ms) if ms is not None else None
+
+
+def _lww(field: str) -> Callable[[Profile, str, Any], Any]:
+    def value(p: Profile, key: str, missing: Any) -> Any:
+        found = getattr(p, field).get(key)
+        return found.value if found is not None else missing
+
+    return value
+
+
+# Single fields of the view read straight from the profile, equal to what the section
+# holds (time fields as Instant: the same ISO text, with its milliseconds kept). Segment
+# conditions read a handful of fields per change; building whole sections for them
+# (sorting, formatting every date) was most of the cost of deriving an audience.
+FIELDS: dict[tuple[str, str], Callable[[Profile], Any]] = {
+    ("purchases", "orders"): lambda p: p.orders,
+    ("purchases", "revenue"): lambda p: p.revenue_cents / 100,
+    ("purchases", "first_purchase"): lambda p: _instant(
+        p.purchase_times[0] if p.purchase_times else None
+    ),
+    ("purchases", "last_purchase"): lambda p: _instant(
+        p.purchase_times[-1] if p.purchase_times else None
+    ),
+    ("purchases", "average_order_value"): lambda p: (
+        round(p.revenue_cents / p.orders / 100, 2) if p.orders else 0.0
+    ),
+    ("web", "sessions"): lambda p: len(p.sessions),
+    ("web", "page_views"): lambda p: p.page_views,
+    ("web", "cart_adds"): lambda p: p.cart_adds,
+    ("web", "cart_value"): lambda p: p.cart_cents / 100,
+    ("support", "open_cases"): lambda p: sum(
+        1 for v in p.cases.values() if str(v.value).endswith(":open")
+    ),
+    ("loyalty", "points_earned"): lambda p: p.points_earned,
+    ("loyalty", "points_redeemed"): lambda p: p.points_redeemed,
+    ("loyalty", "points_balance"): lambda p: p.points_earned - p.points_redeemed,
+}
+TOP_FIELDS: dict[str, Callable[[Profile], Any]] = {
+    "customer_id": lambda p: p.customer_id,
+    "events": lambda p: p.events,
+    "first_seen": lambda p: _instant(p.first_seen),
+    "last_seen": lambda p: _instant(p.last_seen),
+}
+KEYED: dict[str, Callable[[Profile, str, Any], Any]] = {
+    "scores": _lww("scores"),
+    "traits": _lww("traits"),
+    "consent": _lww("consent"),
+    "preferences": _lww("preferences"),
+}
+
+
 class LazyView(dict[str, Any]):
     """The same view, each section built on first access.
 
@@ -157,3 +211,24 @@ class LazyView(dict[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self else default  # noqa: SIM401 - builds lazily
+
+    def resolve(self, path: tuple[str, ...], missing: Any) -> Any:
+        """The value at ``path`` (``missing`` if absent), building no section it can skip."""
+        head = path[0]
+        if not super().__contains__(head):  # sections set or built already win
+            if len(path) == 1:
+                top = TOP_FIELDS.get(head)
+                if top is not None:
+                    return top(self._p)
+            else:
+                keyed = KEYED.get(head)
+                if keyed is not None:
+                    value = keyed(self._p, path[1], missing)
+                    return value if len(path) == 2 or value is missing else walk(value, path[2:])
+                field = FIELDS.get((head, path[1]))
+                if field is not None:
+                    value = field(self._p)
+                    return value if len(path) == 2 else walk(value, path[2:])
+        if head not in self:
+            return missing
+        return walk(self[head], path[1:])

@@ -20,8 +20,10 @@ from pipeline.events import (
     Support,
     Track,
 )
+from pipeline.transforms.conditions import MISSING, as_ms, walk
 from pipeline.transforms.fold import fold
-from pipeline.transforms.profile import Profile, combine
+from pipeline.transforms.profile import Lww, Profile, combine
+from pipeline.transforms.profile_view import FIELDS, KEYED, TOP_FIELDS, LazyView, render
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -202,3 +204,21 @@ def test_folding_equals_combining_split_halves(evs):
     """What Beam's CombinePerKey does: fold parts anywhere, combine the accumulators."""
     cut = random.Random(len(evs)).randint(0, len(evs))
     assert canon(combine(fold_all(evs[:cut]), fold_all(evs[cut:]))) == canon(fold_all(evs))
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_sets())
+def test_field_shortcuts_of_the_view_equal_its_sections(evs):
+    """Segment conditions read single fields without building sections: same values."""
+    p = fold_all(evs)
+    p.scores = {"churn_risk": Lww(0.5, 1, "s"), "nested": Lww({"a": 1}, 1, "s")}
+    now = (p.last_seen or 0) + 1000
+    full = render(p, now)
+    view = LazyView(p, now)
+    paths = [*FIELDS, *((k,) for k in TOP_FIELDS)]
+    paths += [(k, name) for k in KEYED for name in (*full[k], "absent")]
+    paths += [("scores", "nested", "a"), ("scores", "nested", "b"), ("traits", "city", "x")]
+    for path in paths:
+        assert view.resolve(path, MISSING) == walk(full, path), path
+        assert as_ms(view.resolve(path, MISSING)) == as_ms(walk(full, path)), path
+    assert not dict.__len__(view)  # answered without building a section
