@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
-    worker_batch_ms: int = Field(default=50, ge=1, description="Longest wait to fill a batch")
+    worker_intake: int = Field(
+        default=20_000, ge=1, description="Records buffered per input topic before fetching pauses"
+    )
     churn_min_labels: int = Field(
         default=500,
         ge=0,

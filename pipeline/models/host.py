@@ -42,10 +42,11 @@ class ModelHost:
         self.scorer.min_labels = settings.churn_min_labels
 
     def processed(self, batch: list[Any]) -> None:
-        for event in batch:
-            tp = event.message.tp
-            key = f"{tp.topic}:{tp.partition}"
-            self.offsets[key] = max(self.offsets.get(key, 0), event.message.offset + 1)
+        """Note the Kafka records (``topic``, ``partition``, ``offset``) the models learned from."""
+        offsets = self.offsets
+        for record in batch:
+            key = f"{record.topic}:{record.partition}"
+            offsets[key] = max(offsets.get(key, 0), record.offset + 1)
 
     def checkpoint(self) -> None:
         summary = self.scorer.summary()

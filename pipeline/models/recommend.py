@@ -105,12 +105,15 @@ class CoOccurrence:
         return self.recommend(self.history.get(user, []), k, seen)
 
 
-def affinities(profile: Profile, now_ms: int | None = None, top: int = 5) -> dict[str, list[str]]:
+def affinities(
+    profile: Profile, now_ms: int | None = None, top: int = 5, full: bool = True
+) -> dict[str, list[str]]:
     """Top categories, brands and products; stated preferences lead.
 
     Categories and brands rank by time-decayed evidence (views 1, cart adds 3,
     purchased lines 5, halving every 30 days); profiles without it fall back to
-    purchase counts.
+    purchase counts. ``full=False`` leaves brands and products empty (the scorer,
+    per changed profile, needs categories and the stated preferences only).
     """
     cats: dict[str, float] = defaultdict(float)
     brands: dict[str, float] = defaultdict(float)
@@ -118,16 +121,19 @@ def affinities(profile: Profile, now_ms: int | None = None, top: int = 5) -> dic
         now = now_ms if now_ms is not None else (profile.last_seen or 0)
         for key, touch in profile.affinity.items():
             kind, _, name = key.partition(":")
-            (cats if kind == "category" else brands)[name] += decayed(touch, now)
+            if kind == "category":
+                cats[name] += decayed(touch, now)
+            elif full:
+                brands[name] += decayed(touch, now)
     else:
         for name, spend in profile.categories.items():
             cats[name] += 5 * spend.count
-        for name, spend in profile.brands.items():
+        for name, spend in profile.brands.items() if full else ():
             brands[name] += 5.0 * spend.count
     products: dict[str, float] = defaultdict(float)
-    for sku, n in profile.product_views.items():
+    for sku, n in profile.product_views.items() if full else ():
         products[sku] += n
-    for sku, n in profile.skus_bought.items():
+    for sku, n in profile.skus_bought.items() if full else ():
         products[sku] += 5 * n
     stated = profile.preferences.get("categories") or profile.traits.get("preferred_categories")
     stated_list = (

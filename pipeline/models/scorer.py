@@ -146,7 +146,7 @@ class Scorer:
                 put("lifetime_value", round(value["lifetime_value"], 2))
                 put("expected_purchases", round(value["expected_purchases"], 3))
                 put("p_alive", round(value["p_alive"], 4))
-        prefs = affinities(profile, now)
+        prefs = affinities(profile, now, full=False)
         put("top_categories", prefs["categories"])
         # The neighbourhood query is the costly part of scoring: run it when something the
         # customer touched changed, and for plain browsing at most every recs_every_ms.

@@ -1,8 +1,9 @@
-"""The Faust application: topics, the profile table, and two agents that call the stages.
+"""The Faust application: topics, the profile table, and two stage loops.
 
-Agents take batches with ``noack_take`` and acknowledge each record only after
-the stage finished and its sinks flushed; Faust flushes its producer before it
-commits offsets, so a crash replays at most the unacknowledged tail and the
+Each loop takes a batch of records from its topic's intake (``intake.py``: Faust's
+consumer fetches, assigns and commits; records skip its per-record stream machinery)
+and acknowledges each record only after the stage finished and its outputs were
+confirmed by the broker, so a crash replays at most the unacknowledged tail and the
 stages make replays harmless. Exactly-once mode and windowed tables are not used
 (known correctness bugs; see DESIGN.md).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import weakref
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
@@ -35,12 +37,21 @@ from pipeline.stores.segments_redis import SegmentTimers
 from pipeline.transforms.audience import AudienceRules
 from pipeline.wire.records import Tick, encoder
 from pipeline.worker.identity_stage import IdentityStage
+from pipeline.worker.intake import Intake
+from pipeline.worker.intake import install as install_intake
 from pipeline.worker.outputs import KafkaOutputs
 from pipeline.worker.retry import OUTAGES, until_done
 from pipeline.worker.stages import ProfileStage
 from pipeline.worker.state import TableState
 
 log = get_logger("worker")
+
+
+class _Current:
+    """What Faust's ``current_event()`` readers use of an event: its message."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -76,8 +87,13 @@ def create_app(settings: Settings) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    events = app.topic(settings.topic("events"), **raw)
-    by_customer = app.topic(settings.topic("events.by_customer"), **raw)
+    # The two input topics reach the stages in bulk (pipeline/worker/intake.py); Faust
+    # subscribes to them, assigns their partitions, commits what the stages acknowledge.
+    events_name, by_customer_name = settings.topic("events"), settings.topic("events.by_customer")
+    intakes = {name: Intake(settings.worker_intake) for name in (events_name, by_customer_name)}
+    install_intake(app, intakes)
+    for name in intakes:
+        app.topics.add(app.topic(name, **raw))
     profiles = app.Table(
         "profiles",
         default=None,
@@ -119,9 +135,9 @@ def create_app(settings: Settings) -> faust.App:
         dlq=settings.topic("events.dlq"),
     )
 
-    def bind(event: Any) -> None:
-        # Table writes go to the changelog partition of the current event.
-        _current_event.set(weakref.ref(event))
+    def bind(record: Any) -> None:
+        # Faust's table store looks up partitions through the current event.
+        _current_event.set(weakref.ref(_Current(record)))  # type: ignore[arg-type]
 
     models = ModelHost(settings)
     # Segment definitions reload while running (an invalid edit keeps the old ones);
@@ -141,46 +157,54 @@ def create_app(settings: Settings) -> faust.App:
         dlq=settings.topic("events.dlq"),
     )
     timers = SegmentTimers(redis, settings.redis_prefix)
-    within = settings.worker_batch_ms / 1000
 
     async def acknowledge(
-        stream: Any, batch: list[Any], stored: Future[dict[tuple[str, int], int]]
+        batch: list[Any], stored: Future[dict[tuple[str, int], int]]
     ) -> dict[tuple[str, int], int]:
         written = await asyncio.wrap_future(stored)
-        for event in batch:
-            await stream.ack(event)
+        ack = app.consumer.ack
+        for record in batch:
+            ack(record)
         return written
 
-    # Each agent overlaps the broker's acknowledgement of one batch's outputs with the
-    # processing of the next: the batch's input offsets are acknowledged only once its
-    # outputs are stored, and at most one batch is in flight (a failed send stops the
-    # agent before anything after it is acknowledged).
+    async def batches(name: str) -> AsyncIterator[list[Any]]:
+        intake = intakes[name]
+        while True:
+            batch = await intake.take(settings.worker_batch)
+            await app.flow_control.acquire()  # a rebalance in progress: not ours any more
+            if batch:
+                yield batch
 
-    @app.agent(events)
-    async def identity(stream: Any) -> None:
+    # Each loop overlaps the broker's acknowledgement of one batch's outputs with the
+    # processing of the next: the batch's input offsets are acknowledged only once its
+    # outputs are stored, and at most one batch is in flight (a failed send crashes the
+    # worker before anything after it is acknowledged; a restart replays the tail).
+
+    @app.task
+    async def identity() -> None:
         in_flight: asyncio.Task[Any] | None = None
-        async for batch in stream.noack_take(settings.worker_batch, within=within):
+        async for batch in batches(events_name):
             # Redis away: the batch runs again once it is back (assignments make it idempotent).
-            step = partial(identity_stage.process, [e.value for e in batch])
+            step = partial(identity_stage.process, [r.value for r in batch])
             await until_done("identity", step, before_retry=identity_out.discard)
             if in_flight is not None:
                 await in_flight
-            in_flight = asyncio.ensure_future(acknowledge(stream, batch, identity_out.submit()))
+            in_flight = asyncio.ensure_future(acknowledge(batch, identity_out.submit()))
 
-    @app.agent(by_customer)
-    async def profile(stream: Any) -> None:
+    @app.task
+    async def profile() -> None:
         in_flight: asyncio.Task[dict[tuple[str, int], int]] | None = None
-        async for batch in stream.noack_take(settings.worker_batch, within=within):
-            for event in batch:
-                bind(event)  # reads of the table also consult the current event
-                await profile_stage.handle(event.value, event)
+        async for batch in batches(by_customer_name):
+            for record in batch:
+                bind(record)  # reads of the table also consult the current record
+                await profile_stage.handle(record.value, record)
             try:
                 await profile_stage.flush()
             except OUTAGES:  # everything but the Redis write is done; it is kept and retried
                 await until_done("redis profiles", profile_stage.sink.flush, first_delay_s=0)
             if in_flight is not None:
                 persisted(await in_flight)
-            in_flight = asyncio.ensure_future(acknowledge(stream, batch, profile_out.submit()))
+            in_flight = asyncio.ensure_future(acknowledge(batch, profile_out.submit()))
             models.processed(batch)
 
     def persisted(written: dict[tuple[str, int], int]) -> None:

@@ -102,7 +102,7 @@ class TableState:
         store: Any = self.store
         if token is None or not hasattr(store, "_db_for_partition"):
             return None
-        return store._db_for_partition(token.message.partition)
+        return store._db_for_partition(token.partition)
 
     def get(self, key: bytes, token: Any = None) -> bytes | None:
         # Straight to the partition's RocksDB when the record says which one: Faust's
@@ -120,7 +120,7 @@ class TableState:
         else:
             self.bind(token)
             self.store[key] = value
-        self.changelog.send(self.topic, key, value, None, token.message.partition)
+        self.changelog.send(self.topic, key, value, None, token.partition)
 
     def delete(self, key: bytes, token: Any) -> None:
         db = self._db(token)
@@ -130,4 +130,4 @@ class TableState:
             self.bind(token)
             with contextlib.suppress(KeyError):
                 del self.store[key]
-        self.changelog.send(self.topic, key, None, None, token.message.partition)
+        self.changelog.send(self.topic, key, None, None, token.partition)

@@ -86,7 +86,6 @@ def live_workload(settings: Settings, tmp_path: Path, stack: ExitStack) -> LiveR
         "CRM_SQL_PORT": str(free_port()),
         "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
         "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
         "CRM_CLICKHOUSE_BATCH_MS": "200",
     }
     archive = tmp_path / "stream" / "archive"

@@ -114,7 +114,6 @@ def ch_settings(settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str,
         "CRM_SQL_PORT": str(s.sql_port),
         "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
         "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
         "CRM_CLICKHOUSE_BATCH_MS": "200",
     }
     return s, env
@@ -159,7 +158,6 @@ def running_pipeline(
         "CRM_REDIS_PREFIX": settings.topic_prefix,
         "CRM_WORKER_ID": f"w{uuid.uuid4().hex[:6]}",
         "CRM_TOPIC_PARTITIONS": "3",
-        "CRM_WORKER_BATCH_MS": "20",
     }
     cport, aport = free_port(), free_port()
     with (

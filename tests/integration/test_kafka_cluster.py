@@ -234,7 +234,6 @@ def test_broker_sigkill_under_load_loses_and_doubles_nothing(kafka_cluster: Clus
         "CRM_TOPIC_REPLICATION": "3",
         "CRM_TOPIC_MIN_INSYNC": "2",
         "CRM_ACK_TIMEOUT_MS": "3000",
-        "CRM_WORKER_BATCH_MS": "20",
     }
     port = free_port()
     # Not under tmp_path: concurrent pytest runs prune each other's old base temp dirs.
