@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
     worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
+    worker_cache: int = Field(
+        default=10_000, ge=0, description="Decoded profiles a worker keeps between batches"
+    )
     worker_intake: int = Field(
         default=20_000, ge=1, description="Records buffered per input topic before fetching pauses"
     )

@@ -160,7 +160,10 @@ class ChurnModel:
         pushes = sorted(
             ((weights.get(k, 0.0) * scaled.get(k, 0.0), k) for k in FEATURES), reverse=True
         )
-        reasons = [reason(k, x) for push, k in pushes[:top] if push > 0]
+        # A customer nothing pushes towards churn still gets a reason a marketer can read.
+        reasons = [reason(k, x) for push, k in pushes[:top] if push > 0] or [
+            "no behaviour raises the risk above the average customer's"
+        ]
         return {"churn_risk": p, "reasons": reasons, "model_version": self.version}
 
     @property

@@ -155,7 +155,15 @@ def create_app(settings: Settings) -> faust.App:
         ),
         changes=settings.topic("segments.changes"),
         dlq=settings.topic("events.dlq"),
+        keep=settings.worker_cache,
     )
+
+    async def rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Profiles kept between batches are only valid while this worker owns them.
+        profile_stage.invalidate()
+
+    app.on_partitions_revoked.connect(rebalanced)
+    app.on_partitions_assigned.connect(rebalanced)
     timers = SegmentTimers(redis, settings.redis_prefix)
 
     async def acknowledge(

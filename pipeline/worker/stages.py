@@ -79,6 +79,7 @@ class ProfileStage:
         audience: AudienceRules | None = None,
         changes: str | None = None,
         dlq: str | None = None,
+        keep: int = 0,
     ) -> None:
         self.state: KeyState = MappingState(table) if isinstance(table, MutableMapping) else table
         self.sink, self.out, self.by_customer = sink, out, by_customer
@@ -88,6 +89,10 @@ class ProfileStage:
         self.changes = changes  # topic for audience transitions
         self.dlq = dlq  # topic for records this stage cannot decode (raised if None)
         self.clock = 0  # event-time watermark: newest event time this stage folded
+        # Decoded profiles (and their dedupe buckets) kept between batches, up to ``keep``
+        # customers: valid while this worker owns their partitions, so the worker calls
+        # ``invalidate`` whenever partitions are revoked.
+        self.keep = keep
         self._token: Any = None
         self._cache: dict[str, Profile | None] = {}
         self._dirty: dict[str, Any] = {}
@@ -178,14 +183,19 @@ class ProfileStage:
                 self.out.send(self.snapshots, cid.encode(), summary)
             self._emit(cid, changes)
         self._dirty.clear()
-        self._cache.clear()
-        self._buckets.clear()
+        if len(self._cache) > self.keep or len(self._buckets) > 4 * self.keep:
+            self.invalidate()
         self._new_ids.clear()
         self._changed.clear()
         self._replayed.clear()
         self._ticks.clear()
         self._left.clear()
         await self.sink.flush()
+
+    def invalidate(self) -> None:
+        """Forget the decoded profiles kept between batches (partitions were revoked)."""
+        self._cache.clear()
+        self._buckets.clear()
 
     def _write_buckets(self, profile: Profile, token: Any) -> None:
         cid = profile.customer_id
@@ -196,17 +206,23 @@ class ProfileStage:
         if len(days) > MAX_SEEN_DAYS:  # prune like the old window: keep DEDUPE_DAYS of days
             keep = [d for d in days if d >= days[-1] - DEDUPE_DAYS]
             for day in set(days) - set(keep):
-                self.state.delete(seen_key(cid, day), token)
+                self._drop_bucket(cid, day, token)
                 grown.discard(day)
             days = keep
         for day in sorted(grown):
             self.state.put(seen_key(cid, day), encode_ids(self._bucket(cid, day)), token)
         profile.seen_days = days
 
+    def _drop_bucket(self, cid: str, day: int, token: Any) -> None:
+        self.state.delete(seen_key(cid, day), token)
+        self._buckets.pop((cid, day), None)
+
     def _erase(self, cid: str, token: Any) -> None:
         left = self._left.get(cid)
         for day in left.seen_days if left is not None else []:
-            self.state.delete(seen_key(cid, day), token)
+            self._drop_bucket(cid, day, token)
+        for day in self._new_ids.get(cid, ()):  # folded in this batch, never written
+            self._buckets.pop((cid, day), None)
         self.state.delete(profile_key(cid), token)
         self.sink.add(Profile(customer_id=cid, merged_into=FORGOTTEN))
         if self.snapshots:

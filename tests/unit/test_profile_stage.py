@@ -34,11 +34,11 @@ def deliver(stage: ProfileStage, outbox: Outbox) -> None:
         run(stage, [v for topic, _k, v in sent if topic == "bc"])
 
 
-def make():
+def make(keep: int = 0):
     table: dict[bytes, bytes] = {}
     sink: ListSink[Profile] = ListSink()
     outbox = Outbox()
-    return table, sink, outbox, ProfileStage(table, sink, outbox, by_customer="bc")
+    return table, sink, outbox, ProfileStage(table, sink, outbox, by_customer="bc", keep=keep)
 
 
 def test_events_fold_and_duplicates_do_not_count():
@@ -101,9 +101,11 @@ def test_replayed_event_at_a_tombstone_is_not_counted_twice_at_the_survivor():
     assert decode(table[b"A"]).events == 2
 
 
-def test_replay_across_a_flush_boundary_is_deduplicated_without_ids_in_the_profile():
-    """Event ids live in per-day buckets beside the profile, not in it, and still dedupe."""
-    table, _sink, _, stage = make()
+@pytest.mark.parametrize("keep", [0, 100])
+def test_replay_across_a_flush_boundary_is_deduplicated_without_ids_in_the_profile(keep: int):
+    """Event ids live in per-day buckets beside the profile, not in it, and still dedupe
+    (whether the stage decodes profiles per batch or keeps them between batches)."""
+    table, _sink, _, stage = make(keep)
     first = [routed("A", page(f"e{i}")) for i in range(5)]
     run(stage, first[:3])  # flush 1
     run(stage, first[3:])  # flush 2
@@ -124,8 +126,47 @@ def test_touch_cost_does_not_grow_with_history():
     assert len(table[b"A"]) - small < 64  # counters grow by digits, not by ids
 
 
-def test_old_dedupe_buckets_are_pruned_and_profiles_with_inline_ids_migrate():
-    table, _sink, _, stage = make()
+def test_kept_profiles_are_the_tables_until_partitions_are_revoked():
+    table, _sink, _, stage = make(keep=100)
+    run(stage, [routed("A", page("e1"))])
+    assert stage._cache  # kept for the next batch
+    run(stage, [routed("A", page("e1")), routed("A", page("e2"))])  # replay + new: from memory
+    assert decode(table[b"A"]).events == 2
+    # Another worker owned the partition meanwhile and folded more: the table has it.
+    other = decode(table[b"A"])
+    other.events, other.page_views = 10, 10
+    table[b"A"] = msgspec.json.encode(other)
+    stage.invalidate()  # what the worker does on every revocation and assignment
+    run(stage, [routed("A", page("e3"))])
+    assert decode(table[b"A"]).events == 11
+
+
+def test_a_forgotten_customer_leaves_nothing_kept():
+    table, _sink, _, stage = make(keep=100)
+    run(stage, [routed("A", page("e1"))])
+    run(
+        stage,
+        [
+            routed("A", page("e2")),
+            encoder.encode(Forget(customer_id="A", requested_at="2026-11-01T00:00:00Z")),
+        ],
+    )
+    assert b"A" not in table and not any(k[0] == "A" for k in stage._buckets)
+    run(stage, [routed("A", page("e1"))])  # the old id: a new customer's first event
+    assert decode(table[b"A"]).events == 1
+
+
+def test_the_kept_profiles_are_bounded():
+    table, _sink, _, stage = make(keep=10)
+    for batch in range(5):
+        run(stage, [routed(f"C{batch}-{i}", page(f"e{batch}-{i}")) for i in range(4)])
+        assert len(stage._cache) <= 10
+    assert len(table) == 2 * 20  # every profile and its bucket written all the same
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_old_dedupe_buckets_are_pruned_and_profiles_with_inline_ids_migrate(keep: int):
+    table, _sink, _, stage = make(keep)
     days = [T + timedelta(days=d) for d in range(40)]
     events = [
         Page(message_id=f"d{i}", anonymous_id="ck", timestamp=t, identities={"anonymous_id": "ck"})
