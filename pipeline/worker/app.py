@@ -158,9 +158,12 @@ def create_app(settings: Settings) -> faust.App:
         keep=settings.worker_cache,
     )
 
+    rebalances = [0]
+
     async def rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Profiles kept between batches are only valid while this worker owns them.
         profile_stage.invalidate()
+        rebalances[0] += 1
 
     app.on_partitions_revoked.connect(rebalanced)
     app.on_partitions_assigned.connect(rebalanced)
@@ -179,9 +182,13 @@ def create_app(settings: Settings) -> faust.App:
         intake = intakes[name]
         while True:
             batch = await intake.take(settings.worker_batch)
-            await app.flow_control.acquire()  # a rebalance in progress: not ours any more
-            if batch:
-                yield batch
+            taken_in = rebalances[0]
+            await app.flow_control.acquire()  # wait out a rebalance in progress
+            if rebalances[0] != taken_in or not app.flow_control.is_active():
+                # Taken before a rebalance: Faust seeks every partition it assigns back to
+                # its committed offset, so these records come again if they are still ours.
+                continue
+            yield batch
 
     # Each loop overlaps the broker's acknowledgement of one batch's outputs with the
     # processing of the next: the batch's input offsets are acknowledged only once its
