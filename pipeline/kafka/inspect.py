@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
 
@@ -27,18 +27,39 @@ def _consumer(settings: Settings) -> Consumer:
     )
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """High watermark per partition (the offset the next record will get)."""
+def end_offsets(settings: Settings, topic: str, wait_s: float = 60.0) -> dict[int, int]:
+    """High watermark per partition (the offset the next record will get).
+
+    A broker that just restarted answers before it has elected a leader for every
+    partition of an existing topic ("not leader for partition"): that is waited out
+    for up to ``wait_s`` seconds rather than reported as a failure.
+    """
     consumer = _consumer(settings)
+    deadline = time.monotonic() + wait_s
     try:
-        meta = consumer.list_topics(topic, timeout=10)
-        parts = meta.topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in parts
-        }
+        while True:
+            try:
+                meta = consumer.list_topics(topic, timeout=10)
+                parts = meta.topics[topic].partitions
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in parts
+                }
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.code() in _LEADERLESS
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
+
+
+_LEADERLESS = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+}
 
 
 def read_range(
