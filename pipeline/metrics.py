@@ -30,6 +30,11 @@ REQUEST_SECONDS = Histogram(
 RETRIES = Counter(
     "crm_retries_total", "Steps retried after a dependency failed (Redis down)", ["step"]
 )
+DEPENDENCY_UP = Gauge(
+    "crm_dependency_up",
+    "1 while a process reaches a dependency, 0 while it waits for it to come back",
+    ["process", "dependency"],
+)
 SINK_SECONDS = Histogram(
     "crm_sink_flush_duration_seconds",
     "Time to write one batch to the sink's store",

@@ -10,6 +10,7 @@ cleared, and the pipelined ``run`` loop.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +18,16 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.config import Settings
 from pipeline.events import Page, Track
-from pipeline.sinks.clickhouse import runner
+from pipeline.metrics import DEAD_LETTERED
+from pipeline.sinks.clickhouse import inserter, runner
+from pipeline.sinks.clickhouse.batch import Insert
 from pipeline.sinks.clickhouse.client import connect, migrate
+from pipeline.sinks.clickhouse.inserter import classify, reason_of
+from pipeline.sinks.clickhouse.rows import FAILED_COLUMNS
 from pipeline.sinks.clickhouse.runner import ClickHouseSink
 from pipeline.sinks.clickhouse.wire import SINK_ERROR, SINK_SOURCE
 from pipeline.wire.records import MergeCommand, RoutedEvent, encoder
@@ -232,3 +238,148 @@ def test_records_the_lean_reading_leaves_go_through_the_contract(
         ("f1",),
         ("p1",),
     ]
+
+
+# --- what ClickHouse refuses, and waiting for what is away (issue 17) ----------------------
+
+
+def test_classify_clickhouse_errors() -> None:
+    assert classify(OSError("connection refused")) == "transient"
+    assert classify(Exception("Code: 252. DB::Exception: Too many parts")) == "transient"
+    assert classify(Exception("Code: 60. DB::Exception: Table x does not exist")) == (
+        "configuration"
+    )
+    assert classify(Exception("Code: 44. DB::Exception: Cannot insert MessagePack")) == "data"
+    assert reason_of(
+        Exception("Code: 44. DB::Exception: Code: 44. DB::Exception: bad value (version 26.9.2.1)")
+    ) == ("bad value")
+
+
+def snapshot_messages(ids: list[str]) -> list[FakeMessage]:
+    values = [f'{{"customer_id":"{c}","version":1,"updated_at":1}}'.encode() for c in ids]
+    return [FakeMessage("u.profiles", 0, i, v) for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def poison_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Customers named ``poison*`` get a row msgspec packs and ClickHouse refuses."""
+    real = runner.snapshot_wire
+
+    def wire(s: Any) -> list[Any]:
+        row = real(s)
+        if s.customer_id.startswith("poison"):
+            row[2] = "not a time"  # updated_at, a DateTime64 column
+        return row
+
+    monkeypatch.setattr(runner, "snapshot_wire", wire)
+
+
+def test_a_row_clickhouse_refuses_is_split_out_and_dead_lettered(
+    sink: ClickHouseSink, ch: Client, poison_wire: None
+) -> None:
+    ids = [f"c{i}" for i in range(9)]
+    ids[3], ids[7] = "poison-a", "poison-b"
+    by_tp = {("u.profiles", 0): snapshot_messages(ids)}
+    before = DEAD_LETTERED.labels(SINK_ERROR)._value.get()
+    assert sink.flush(by_tp) == 9  # 7 snapshots and 2 dead letters
+    stored = rows(ch, "SELECT customer_id FROM profile_snapshots ORDER BY customer_id")
+    assert [r[0] for r in stored] == sorted(i for i in ids if not i.startswith("poison"))
+    failed = rows(ch, "SELECT kafka_offset, reason, original FROM failed_events ORDER BY 1")
+    assert [f[0] for f in failed] == [3, 7]
+    assert all(f[1].startswith("profile_snapshots: ") and "DateTime64" in f[1] for f in failed)
+    assert '"poison-a"' in failed[0][2]
+    assert DEAD_LETTERED.labels(SINK_ERROR)._value.get() - before == 2
+    assert sink.consumer.commits == [[("u.profiles", 0, 9)]]  # type: ignore[attr-defined]
+
+    # a crash before the commit replays the range: it splits the same way, tokens match
+    sink.flush(by_tp)
+    assert rows(ch, "SELECT count() FROM profile_snapshots") == [(7,)]
+    assert rows(ch, "SELECT count() FROM failed_events") == [(2,)]
+
+
+class FlakyClient:
+    """The real client behind errors: ``errors`` are raised first, one per call."""
+
+    def __init__(self, client: Client, errors: list[Exception]) -> None:
+        self.client, self.errors, self.calls = client, errors, 0
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.client.raw_insert(*args, **kwargs)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        return self.client.query(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError("Connection refused"), Exception("Code: 60. DB::Exception: Table x doesn't exist")],
+)
+def test_unavailable_or_misconfigured_store_is_retried_not_dead_lettered(
+    sink: ClickHouseSink, ch: Client, error: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inserter, "MAX_DELAY_S", 0.01)
+    flaky = FlakyClient(ch, [error, error])
+    sink.inserter.client = flaky  # type: ignore[assignment]
+    sink.flush({("u.profiles", 0): snapshot_messages(["a", "b"])})
+    assert flaky.calls == 3
+    assert rows(ch, "SELECT count() FROM profile_snapshots") == [(2,)]
+    assert rows(ch, "SELECT count() FROM failed_events") == [(0,)]
+
+
+def test_sigterm_ends_the_wait_for_clickhouse_without_committing(
+    sink: ClickHouseSink, ch: Client
+) -> None:
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    consumer.queue = snapshot_messages(["a", "b"])
+    sink.inserter.client = FlakyClient(ch, [OSError("down")] * 1000)  # type: ignore[assignment]
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()  # the signal handler's job
+    started = time.monotonic()
+    sink.run(stop, max_rows=10, max_wait=0.05)
+    assert time.monotonic() - started < 5
+    assert consumer.commits == []
+    assert "u.profiles" in sink.intent_path.read_text()  # replayed at the next start
+
+
+def test_a_refused_dead_letter_keeps_its_position_and_reason(
+    sink: ClickHouseSink, ch: Client
+) -> None:
+    (m,) = snapshot_messages(["x"])
+    row = runner.message_failure(m, "profile_snapshots: whatever")
+    row[0] = "not a time"  # received_at
+    part = Insert("failed_events", FAILED_COLUMNS, runner.pack([row]), 1, "t:0:0-0", [(row, m)])
+    assert sink.inserter.insert(part) == 1
+    assert rows(ch, "SELECT kafka_offset, original, reason != '' FROM failed_events") == [
+        (0, "", 1)
+    ]
+
+
+def test_redis_away_during_the_duplicate_check_is_waited_out(
+    sink: ClickHouseSink, ch: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inserter, "MAX_DELAY_S", 0.01)
+    real, calls = sink.markers.duplicates, []
+
+    def duplicates(records: list[tuple[str, str]]) -> set[str]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RedisConnectionError("Connection refused")
+        return real(records)
+
+    monkeypatch.setattr(sink.markers, "duplicates", duplicates)
+    sink.flush({("u.events.by_customer", 2): batch()})
+    assert len(calls) == 3
+    assert rows(ch, "SELECT count() FROM events") == [(3,)]
+
+
+def test_an_intent_an_operator_committed_past_is_dropped(sink: ClickHouseSink) -> None:
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    topic = "u.events.by_customer"
+    sink.intent = {(topic, 0): (0, 9)}
+    consumer.queue = [FakeMessage(topic, 0, o, b"{}") for o in range(20, 25)]
+    by_tp = sink.collect(max_rows=100, max_wait=0.05)
+    assert [m.offset() for m in by_tp[(topic, 0)]] == list(range(20, 25))
+    assert sink.intent == {} and sink.carry == []

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 TP = tuple[str, int]
 
 
 class Insert(NamedTuple):
-    """One insert: a table, its columns, the rows as one blob, their count, the token."""
+    """One insert: a table, its columns, the rows as one blob, their count, the token.
+
+    ``items`` are the same rows with the Kafka message each came from: what the sink
+    splits and dead-letters when ClickHouse refuses the blob.
+    """
 
     table: str
     columns: list[str]
     blob: bytes
     rows: int
     token: str
+    items: Sequence[tuple[list[Any], Any]]
 
 
 class Prepared(NamedTuple):

@@ -8,7 +8,10 @@
   crash the same ranges are re-inserted with the same tokens (ClickHouse drops
   them), so a different batch boundary on restart cannot double count;
 * offsets are committed only after every insert of the batch succeeded;
-* ClickHouse unavailable: back off and retry the same insert, dropping nothing;
+* ClickHouse unavailable or busy: back off and retry the same insert, dropping
+  nothing; rows ClickHouse refuses are split out of their insert and dead-lettered
+  (``inserter.py``); Redis away: the duplicate check waits for it; SIGTERM ends
+  every wait at once (the batch's intent is replayed at the next start);
 * duplicate events (same event id at another offset, from a client retry or a
   replayed worker) are skipped with a Redis marker keyed by event id whose value
   is the record's own position, so a retried record is never mistaken for a copy;
@@ -30,7 +33,6 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.logs import get_logger
-from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_wire, routed_reader, routed_wire
+from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped, until_done
 from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
@@ -54,7 +56,6 @@ from pipeline.sinks.clickhouse.rows import (
     Snapshot,
 )
 from pipeline.sinks.clickhouse.wire import (
-    FORMAT,
     change_wire,
     failed_wire,
     merge_wire,
@@ -91,6 +92,8 @@ class ClickHouseSink:
     def __init__(self, settings: Settings, client: Client, *, group: str = GROUP) -> None:
         self.settings, self.client = settings, client
         self.lock = threading.Lock()  # the client is shared by the sink's two threads
+        self.stop = threading.Event()
+        self.inserter = Inserter(client, self.lock, self.stop)
         t = settings.topic
         self.tables: dict[str, tuple[str, list[str]]] = {
             t("events.by_customer"): ("events", EVENT_COLUMNS),
@@ -159,6 +162,9 @@ class ClickHouseSink:
             mine = by_tp.get(tp)
             if not mine:
                 continue
+            if (mine[0].offset() or 0) > first:
+                del self.intent[tp]  # someone committed past its start: nothing to replay
+                continue
             beyond = [m for m in mine if (m.offset() or 0) > last]
             if beyond:  # they belong to the batch after the replayed one
                 self.carry.extend(beyond)
@@ -166,9 +172,7 @@ class ClickHouseSink:
                 if not mine:
                     del by_tp[tp]
                     continue
-            if (mine[0].offset() or 0) > first:
-                del self.intent[tp]  # someone already committed past it
-            elif (mine[-1].offset() or 0) < last:
+            if (mine[-1].offset() or 0) < last:
                 self.carry.extend(by_tp.pop(tp))  # wait until the whole range is back
         return dict(by_tp)
 
@@ -176,28 +180,29 @@ class ClickHouseSink:
         """Replayed events may be older than the Redis markers' TTL: ask ClickHouse itself."""
         if not event_ids:
             return set()
-        with self.lock:
-            result = self.client.query(
-                "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s",
-                parameters={"ids": event_ids},
-            )
+        result = self.inserter.query(
+            "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s", {"ids": event_ids}
+        )
         return {row[0] for row in result.result_rows}
 
     def _events(
-        self, msgs: list[Message], partition: int, failed: list[list[Any]]
+        self, msgs: list[Message], partition: int, failed: list[tuple[list[Any], Message]]
     ) -> list[tuple[list[Any], Message]]:
         routed: list[tuple[SinkRouted | RoutedEvent, Message, str, str, bool]] = []
         for m in msgs:
             try:
                 rec = _read(m.value() or b"{}")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                failed.append(message_failure(m, f"undecodable record: {exc}"))
+                failed.append((message_failure(m, f"undecodable record: {exc}"), m))
                 continue
             if rec is not None and (ev := rec.event) is not None:
                 at = f"{partition}:{m.offset()}"
                 routed.append((rec, m, at, ev.message_id or "", ev.replayed))
         # Redis checks the markers on the other core while this thread builds the rows
-        marking = self.io.submit(self.markers.duplicates, [(r[3], r[2]) for r in routed])
+        positions = [(r[3], r[2]) for r in routed]
+        marking = self.io.submit(
+            until_done, "clickhouse-markers", lambda: self.markers.duplicates(positions), self.stop
+        )
         present = self._already_inserted([r[3] for r in routed if r[4]])
         built: list[tuple[list[Any] | Exception, Message, str]] = []
         for rec, m, at, event_id, replayed in routed:
@@ -214,16 +219,18 @@ class ClickHouseSink:
             if at in dupes:
                 continue
             if isinstance(row, Exception):
-                failed.append(message_failure(m, f"events: {row}"))
+                failed.append((message_failure(m, f"events: {row}"), m))
             else:
                 rows.append((row, m))
         return rows
 
-    def rows_for(self, topic: str, msgs: list[Message]) -> tuple[bytes, int, list[list[Any]]]:
-        """The table's rows as one MsgPack blob, their count, and ``failed_events`` rows."""
+    def rows_for(
+        self, topic: str, msgs: list[Message]
+    ) -> tuple[bytes, list[tuple[list[Any], Message]], list[tuple[list[Any], Message]]]:
+        """The table's rows as one MsgPack blob, with their messages; ``failed_events`` rows."""
         table = self.tables[topic][0]
         partition = (msgs[0].partition() or 0) if msgs else 0
-        failed: list[list[Any]] = []
+        failed: list[tuple[list[Any], Message]] = []
         pairs: list[tuple[list[Any], Message]] = []
         if table == "events":
             pairs = self._events(msgs, partition, failed)
@@ -232,15 +239,20 @@ class ClickHouseSink:
                 try:
                     row = self._row(table, m, partition)
                 except Exception as exc:  # undecodable or unstorable: dead-letter it
-                    failed.append(message_failure(m, f"{table}: {exc}"))
+                    failed.append((message_failure(m, f"{table}: {exc}"), m))
                     continue
                 if row is not None:
                     pairs.append((row, m))
         blob, bad = pack_each([row for row, _m in pairs])
-        failed.extend(message_failure(pairs[i][1], f"{table}: {why}") for i, why in bad)
+        if bad:
+            failed.extend(
+                (message_failure(pairs[i][1], f"{table}: {why}"), pairs[i][1]) for i, why in bad
+            )
+            unpackable = {i for i, _why in bad}
+            pairs = [pair for i, pair in enumerate(pairs) if i not in unpackable]
         if failed:
             log.warning("records not storable, see failed_events", table=table, n=len(failed))
-        return blob, len(pairs) - len(bad), failed
+        return blob, pairs, failed
 
     def _row(self, table: str, m: Message, partition: int) -> list[Any] | None:
         value, offset = m.value() or b"", m.offset() or 0
@@ -263,42 +275,15 @@ class ClickHouseSink:
             table, columns = self.tables[topic]
             first, last = ranges[(topic, partition)]
             token = f"{topic}:{partition}:{first}-{last}"
-            blob, n, failed = self.rows_for(topic, msgs)
-            if n:
-                inserts.append(Insert(table, columns, blob, n, token))
+            blob, pairs, failed = self.rows_for(topic, msgs)
+            if pairs:
+                inserts.append(Insert(table, columns, blob, len(pairs), token, pairs))
             if failed:
-                blob = pack(failed)
-                inserts.append(Insert("failed_events", FAILED_COLUMNS, blob, len(failed), token))
-        return Prepared(ranges, inserts)
-
-    def insert(self, part: Insert, sleep: Callable[[float], None] = time.sleep) -> None:
-        delay = 0.2
-        while True:
-            try:
-                start = time.perf_counter()
-                with self.lock:
-                    self.client.raw_insert(
-                        part.table,
-                        part.columns,
-                        insert_block=part.blob,
-                        fmt=FORMAT,
-                        settings={
-                            "insert_deduplication_token": part.token,
-                            "deduplicate_blocks_in_dependent_materialized_views": 1,
-                        },
-                    )
-                SINK_SECONDS.labels("clickhouse").observe(time.perf_counter() - start)
-                EVENTS_OUT.labels("clickhouse", part.table).inc(part.rows)
-                return
-            except Exception as exc:  # ClickHouse down or busy: keep the batch, retry
-                log.warning(
-                    "clickhouse insert failed, retrying",
-                    table=part.table,
-                    error=str(exc)[:300],
-                    retry_in=delay,
+                blob = pack([row for row, _m in failed])
+                inserts.append(
+                    Insert("failed_events", FAILED_COLUMNS, blob, len(failed), token, failed)
                 )
-                sleep(delay)
-                delay = min(delay * 2, 10.0)
+        return Prepared(ranges, inserts)
 
     def start(self, batch: Prepared) -> None:
         """Record the batch's intent; its inserts may begin after this."""
@@ -306,9 +291,7 @@ class ClickHouseSink:
             self._save_intent({**self.intent, **batch.ranges})
 
     def write(self, batch: Prepared) -> int:
-        for part in batch.inserts:
-            self.insert(part)
-        return sum(p.rows for p in batch.inserts)
+        return sum(self.inserter.insert(part) for part in batch.inserts)
 
     def finish(self, batch: Prepared, written: int) -> None:
         """After every insert of the batch: commit its offsets, then clear its intent."""
@@ -334,6 +317,7 @@ class ClickHouseSink:
         return written
 
     def run(self, stop: threading.Event, max_rows: int = 10_000, max_wait: float = 1.0) -> None:
+        self.stop = self.inserter.stop = stop
         self.consumer.subscribe(list(self.tables))
         pool = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
         in_flight: tuple[Prepared, Future[int]] | None = None
@@ -350,6 +334,8 @@ class ClickHouseSink:
                     in_flight = (batch, pool.submit(self.write, batch))
             if in_flight is not None:
                 self.finish(in_flight[0], in_flight[1].result())
+        except SinkStopped:  # stopped while waiting for ClickHouse or Redis
+            log.warning("stopped before the batch was stored; it is replayed at the next start")
         finally:
             pool.shutdown(wait=True)
             self.io.shutdown(wait=True)
