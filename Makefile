@@ -52,6 +52,9 @@ test-unit: setup ## Unit tests only (no services)
 test-cluster: setup ## Only the tests marked cluster (three Kafka brokers, worker churn, Beam runners); make test runs them too
 	$(BIN)/pytest -m cluster
 
+test-faults: setup ## Only the fault suite (kills and poison under load, ending in crm reconcile, Redis outage); make test runs it too
+	$(BIN)/pytest -m faults
+
 lint: setup ## ruff (lint + format check), mypy and the layering contracts (import-linter)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
@@ -64,4 +67,4 @@ bench: setup up ## Benchmarks; JSON results in bench-results/
 clean: down ## Stop services and delete local data
 	rm -rf .crm-data .crm-test bench-results
 
-.PHONY: help setup up down status demo test test-deps test-unit test-cluster lint bench clean
+.PHONY: help setup up down status demo test test-deps test-unit test-cluster test-faults lint bench clean

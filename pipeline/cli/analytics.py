@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.reconcile import reconcile_cmd
 from pipeline.config import get_settings
 from pipeline.logs import configure
 from pipeline.sinks.clickhouse.access import query
@@ -27,6 +28,7 @@ def register(app: typer.Typer) -> None:
     app.command("migrate")(migrate_cmd)
     app.command("sql")(sql_cmd)
     app.command("report")(report_cmd)
+    app.command("reconcile")(reconcile_cmd)
     sink_app = typer.Typer(help="Run a sink")
     sink_app.command("clickhouse")(sink_clickhouse)
     sink_app.command("archive")(sink_archive)

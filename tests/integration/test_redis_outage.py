@@ -14,10 +14,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from pipeline.config import REPO_ROOT
 from tests.integration.conftest import wait_for
 
+pytestmark = pytest.mark.faults
 WRITE = ("it-write-key", "")
 READ = {"Authorization": "Bearer it-read-key"}
 REDIS = str(REPO_ROOT / "infra" / "redis.sh")

@@ -1,0 +1,126 @@
+"""Faults under load, each run ending in ``crm reconcile`` (issue 17's fault suite).
+
+While simulated clients send events, the collector, the worker and the ClickHouse sink
+are each SIGKILLed and restarted, and a poison record (bytes no contract reads, and a
+record whose shape decodes but whose values no column holds) is written straight into
+every internal topic. Afterwards every event the collector acknowledged must be in
+ClickHouse exactly once (or dead-lettered with a reason), and the profiles must count
+each stored event once. Redis outages: ``test_redis_outage.py``; a broker lost from a
+cluster: ``test_kafka_cluster.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.cli.processes import crm_process
+from pipeline.cli.reconcile import as_dict, run_reconcile
+from pipeline.config import Settings
+from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.sinks.clickhouse.access import query
+from pipeline.sources.simulator import Simulator
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.faults
+
+POISON_BYTES = b"\x00\xff not a record \xc3\x28"
+# Decodes as JSON, fits no contract of the topic (or holds values no column can).
+POISON_JSON = {
+    "events": b'{"type":"track","messageId":"poison-1","event":{"nested":[1]}}',
+    "events.by_customer": b'{"k":"event","customer_id":"c","event":{"type":"page","messageId":"poison-2","timestamp":"year 99999"}}',
+    "profiles": b'{"customer_id":"c","version":-5,"updated_at":"never"}',
+    "identity.merges": b'{"action":"merged","customer_id":7,"absorbed":"x"}',
+    "segments.changes": b'{"customer_id":"c","segment":null,"entered":"maybe"}',
+    "events.dlq": b'{"reason":123}',
+}
+
+
+def inject_poison(settings: Settings) -> int:
+    producer = ConfirmedProducer(settings.kafka_bootstrap, ack_timeout_ms=30_000)
+    records = [
+        Record(settings.topic(logical), key, value)
+        for logical, bad in POISON_JSON.items()
+        for key, value in ((b"poison", POISON_BYTES), (b"poison", bad))
+    ]
+    producer.send_sync(records, timeout=60)
+    producer.close()
+    return len(records)
+
+
+@contextmanager
+def restartable(
+    args: list[str], log: Path, env: dict[str, str], health: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """A crm process that ``restart()`` SIGKILLs and starts again."""
+    stack = ExitStack()
+
+    def start() -> Any:
+        return stack.enter_context(crm_process(args, health, log, env=env))
+
+    state: dict[str, Any] = {"proc": start()}
+
+    def kill_and_restart() -> None:
+        os.kill(state["proc"].pid, signal.SIGKILL)
+        state["proc"].wait()
+        state["proc"] = start()
+
+    state["restart"] = kill_and_restart
+    with stack:
+        yield state
+
+
+def test_kills_and_poison_under_load_lose_and_double_nothing(
+    ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    s, env = ch_settings
+    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"]})  # the worker's group
+    env = {**env, "CRM_CLICKHOUSE_BATCH": "200"}
+    cport = free_port()
+    with (
+        restartable(["worker", "--name", "a"], tmp_path / "worker.log", env) as worker,
+        restartable(["sink", "clickhouse"], tmp_path / "sink.log", env) as sink,
+        restartable(
+            ["collector", "--port", str(cport)],
+            tmp_path / "collector.log",
+            env,
+            f"http://127.0.0.1:{cport}/health",
+        ) as collector,
+    ):
+        sim = Simulator(f"http://127.0.0.1:{cport}", "it-write-key", customers=120, seed=11)
+        load = threading.Thread(target=lambda: asyncio.run(sim.run(rate=250, duration=40)))
+        load.start()
+        time.sleep(6)
+        poison = inject_poison(s)
+        time.sleep(4)
+        sink["restart"]()
+        time.sleep(6)
+        collector["restart"]()  # requests in flight fail: the clients retry or count them
+        time.sleep(6)
+        worker["restart"]()
+        time.sleep(4)
+        sink["restart"]()
+        load.join(120)
+        assert sim.stats.accepted > 3000, sim.stats
+
+        result = run_reconcile(s, wait_s=240)
+        report = as_dict(result)
+        assert result.lag == 0, report
+        assert result.total.lost == 0 and result.total.duplicated == 0, report
+        assert result.total.acknowledged >= sim.stats.accepted, report
+        assert result.profiles_off_by == 0, report
+        failed = query(
+            s,
+            "SELECT count() FROM failed_events WHERE error_type = 'sink' OR source LIKE 'worker%'",
+            open_store=False,
+        )["rows"][0][0]
+        assert failed >= poison - 2, (failed, poison)  # the two on the DLQ topic are rows too
