@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=1, ge=1, description="API processes sharing the port (one per core)"
     )
+    api_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body the API reads (a preference update is ~200 bytes)",
+    )
     clickhouse_url: str = Field(
         default="", description="chdb:///path (embedded) or http://host:8123 (server)"
     )
@@ -149,6 +154,11 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(default=32 * 1024, description="Largest accepted single event")
     max_batch_bytes: int = Field(default=512 * 1024, description="Largest accepted request body")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line plus headers the collector and the API read (431)",
+    )
     event_max_age_days: int = Field(
         default=3650, ge=1, description="Oldest event time accepted, in days before receipt"
     )

@@ -39,7 +39,6 @@ from pipeline.transforms.profile_view import render
 from pipeline.wire.keys import FORGOTTEN, LUA_BUCKET, RedisKeys
 
 _encode = msgspec.json.Encoder().encode
-MAX_BODY_BYTES = 64 * 1024  # a preference update is a few hundred bytes
 _decode = msgspec.json.Decoder(Profile).decode
 
 
@@ -138,9 +137,16 @@ class ProfileReader:
         return await self._find(self.keys.identifier(kind, value), "")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    redis: aioredis.Redis | None = None,
+    producer: ConfirmedProducer | None = None,
+) -> Starlette:
+    """The API; ``redis`` and ``producer`` are made from settings unless given (tests)."""
     settings = settings or get_settings()
     read_keys, write_keys = settings.read_key_set, settings.write_key_set
+    max_body = settings.api_max_body_bytes
     state: dict[str, Any] = {}
     rules = ReloadingFile(
         settings.personalization_rules, load_personalization, settings.rules_reload_s
@@ -148,20 +154,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        client = async_redis(settings)
-        reader = ProfileReader(settings, client)
-        producer = ConfirmedProducer(
+        client = redis if redis is not None else async_redis(settings)
+        kafka = producer or ConfirmedProducer(
             settings.kafka_bootstrap, ack_timeout_ms=settings.ack_timeout_ms
         )
+        reader = ProfileReader(settings, client)
         state["reader"] = reader
-        state["preferences"] = PreferenceCentre(reader, producer, settings.topic("events"))
+        state["preferences"] = PreferenceCentre(reader, kafka, settings.topic("events"))
         # Long-lived objects (modules, rules) out of the collector's way: full collections
         # then scan only per-request garbage, which keeps the latency tail short.
         gc.collect()
         gc.freeze()
         yield
-        producer.close()
-        await client.aclose()
+        if producer is None:
+            kafka.close()
+        if redis is None:
+            await client.aclose()
 
     def authorized(request: Request, keys: frozenset[str]) -> bool:
         key = key_from_header(request.headers.get("authorization")) or request.headers.get(
@@ -228,7 +236,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         rules.current()
         return _json(rules.status() | {"slots": list(rules.value.slots)})
 
-    async def limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    async def limited_body(request: Request, limit: int = max_body) -> bytes | None:
         """The body, or None as soon as it is larger than ``limit`` (never read whole)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -244,7 +252,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         cid = request.path_params["customer_id"]
         body = await limited_body(request)
         if body is None:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            return _error(413, f"body larger than {max_body} bytes (CRM_API_MAX_BODY_BYTES)")
         try:
             result = await state["preferences"].update(cid, body)
         except BadRequest as exc:

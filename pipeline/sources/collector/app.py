@@ -14,7 +14,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -31,7 +31,6 @@ from pipeline.events import (
     Consent,
     CookieSync,
     Envelope,
-    Event,
     Group,
     Identify,
     Page,
@@ -47,9 +46,9 @@ from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
 from pipeline.sources.collector.responses import error_response, json_response
 from pipeline.sources.collector.sdk_config import sdk_routes
+from pipeline.sources.collector.webhooks import sendgrid_events
 from pipeline.sources.ingest import Ingestor, Prepared
 from pipeline.transforms.request_context import RequestContext, client_ip, truncate_ip
-from pipeline.transforms.sendgrid import to_email_event
 from pipeline.transforms.validate import MALFORMED, malformed
 
 log = get_logger("collector")
@@ -104,7 +103,8 @@ class HTTPError(Exception):
 
 class _BatchBody(msgspec.Struct, rename="camel"):
     batch: list[msgspec.Raw]
-    sent_at: datetime | None = None
+    # with a zone, as every event time: a naive one cannot correct an aware timestamp
+    sent_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     write_key: str | None = None
     # Segment's batch API: context and integrations for every event of the batch
     context: dict[str, Any] = {}
@@ -288,13 +288,7 @@ class Collector:
             reason = f"expected a JSON array of SendGrid events: {malformed(exc)}"
             await self.dead_letter_body(body, TerminalError(reason, "malformed"), "sendgrid")
             raise HTTPError(400, reason, "malformed") from None
-        mapped: list[tuple[bytes, Event | TerminalError]] = []
-        for item in items:
-            raw = _encode(item)
-            try:
-                mapped.append((raw, to_email_event(item)))
-            except TerminalError as exc:
-                mapped.append((raw, exc))
+        mapped = sendgrid_events(items)
         prepared = self.ingestor.prepare_events(mapped, source="sendgrid")
         await self.publish(prepared, "sendgrid")
         return self.outcome(prepared, single=False)
