@@ -1,21 +1,24 @@
 """Faults under load, each run ending in ``crm reconcile`` (issue 17's fault suite).
 
-While simulated clients send events, the collector, the worker and the ClickHouse sink
-are each SIGKILLed and restarted, and a poison record (bytes no contract reads, and a
+While simulated clients send events, the collector, the worker, the lookup API, the
+ClickHouse sink and the archive sink are each SIGKILLed and restarted, and a poison record (bytes no contract reads, and a
 record whose shape decodes but whose values no column holds) is written straight into
 every internal topic. Afterwards every event the collector acknowledged must be in
-ClickHouse exactly once (or dead-lettered with a reason), and the profiles must count
-each stored event once. Redis outages: ``test_redis_outage.py``; a broker lost from a
+ClickHouse exactly once (or dead-lettered with a reason), the profiles must count each
+stored event once, and the raw archive must hold every record of the events topic once. Redis outages: ``test_redis_outage.py``; a broker lost from a
 cluster: ``test_kafka_cluster.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,12 +27,13 @@ from typing import Any
 import pytest
 
 from pipeline.cli.processes import crm_process
-from pipeline.cli.reconcile import as_dict, run_reconcile
+from pipeline.cli.reconcile import acknowledged, as_dict, run_reconcile
 from pipeline.config import Settings
 from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.sinks.archive import read_archive
 from pipeline.sinks.clickhouse.access import query
 from pipeline.sources.simulator import Simulator
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -83,12 +87,22 @@ def test_kills_and_poison_under_load_lose_and_double_nothing(
     ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
     s, env = ch_settings
-    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"]})  # the worker's group
-    env = {**env, "CRM_CLICKHOUSE_BATCH": "200"}
-    cport = free_port()
+    data = tmp_path / "data"  # the archive and the sinks' state, this test's own
+    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"], "data_dir": data})
+    env = {**env, "CRM_CLICKHOUSE_BATCH": "200", "CRM_DATA_DIR": str(data)}
+    cport, aport = free_port(), free_port()
     with (
         restartable(["worker", "--name", "a"], tmp_path / "worker.log", env) as worker,
         restartable(["sink", "clickhouse"], tmp_path / "sink.log", env) as sink,
+        restartable(
+            ["sink", "archive", "--max-wait", "1"], tmp_path / "archive.log", env
+        ) as archive,
+        restartable(
+            ["api", "--port", str(aport)],
+            tmp_path / "api.log",
+            env,
+            f"http://127.0.0.1:{aport}/health",
+        ) as api,
         restartable(
             ["collector", "--port", str(cport)],
             tmp_path / "collector.log",
@@ -101,7 +115,10 @@ def test_kills_and_poison_under_load_lose_and_double_nothing(
         load.start()
         time.sleep(6)
         poison = inject_poison(s)
-        time.sleep(4)
+        time.sleep(3)
+        archive["restart"]()
+        api["restart"]()
+        time.sleep(3)
         sink["restart"]()
         time.sleep(6)
         collector["restart"]()  # requests in flight fail: the clients retry or count them
@@ -124,3 +141,17 @@ def test_kills_and_poison_under_load_lose_and_double_nothing(
             open_store=False,
         )["rows"][0][0]
         assert failed >= poison - 2, (failed, poison)  # the two on the DLQ topic are rows too
+
+        def archived() -> Counter[str]:
+            ids: Counter[str] = Counter()
+            for path in read_archive(data / "archive"):
+                with gzip.open(path, "rb") as lines:  # raw records, the poison ones too
+                    for line in lines:
+                        try:
+                            ids[json.loads(line).get("messageId", "")] += 1
+                        except ValueError:
+                            continue
+            return ids
+
+        on_topic = Counter(event_id for _source, event_id in acknowledged(s))
+        wait_for(archived, lambda ids: +ids == on_topic, 60, "every events record archived once")
