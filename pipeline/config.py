@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     worker_intake: int = Field(
         default=20_000, ge=1, description="Records buffered per input topic before fetching pauses"
     )
+    dedupe_window_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="Seconds an event id is remembered by the identity stage and the ClickHouse"
+        " sink (markers live up to 5/4 of it)",
+    )
+    dedupe_rate: int = Field(
+        default=1000,
+        ge=1,
+        description="Events/s the event-id marker hashes are sized for (about 64 per hash)",
+    )
     churn_min_labels: int = Field(
         default=500,
         ge=0,

@@ -14,16 +14,20 @@ Keys (named in ``pipeline.wire.keys``): identifier owners, member sets, merge po
 event assignments (so a replayed event goes where it went the first time) and the merges
 an event caused (written in the same transaction as the graph change, so a worker killed
 before its merge commands reached Kafka re-sends them on replay), erased customers.
+Assignments and merges expire after ``CRM_DEDUPE_WINDOW_S`` (``MarkerWindow``); an event
+seen again later is resolved afresh (README, "Redis memory").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from pipeline.config import get_settings
 from pipeline.transforms.identity import (
     Decision,
     Ident,
@@ -32,24 +36,60 @@ from pipeline.transforms.identity import (
     Rules,
     decide,
     new_customer_id,
+    parse_members,
     successor_id,
 )
-from pipeline.wire.keys import SEP, RedisKeys
+from pipeline.transforms.identity_batch import chains
+from pipeline.wire.keys import (
+    LUA_MARKERS,
+    SEP,
+    MarkerWindow,
+    RedisKeys,
+    pack_customer,
+    unpack_customer,
+)
 
-ASSIGNMENT_TTL_S = 30 * 24 * 3600
 CONCURRENT_DECISIONS = 16  # graph transactions in flight per batch (Redis connections)
 # One command for a whole batch's assignments: redis-py packs a command in Python, so a
-# pipeline of one SET per event costs more than the resolution itself.
-ASSIGN_ALL = """
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1], 'NX')
+# pipeline of one command per event costs more than the resolution itself. KEYS: one hash
+# (routes the call); ARGV: the current generation's head and start, its expiry (unix s),
+# then (marker, customer) per event.
+ASSIGN_ALL = (
+    LUA_MARKERS
+    + """
+local head, touched = ARGV[1] .. ARGV[2] .. ':', {}
+for i = 4, #ARGV, 2 do
+  local field, shard = split_marker(ARGV[i])
+  redis.call('HSETNX', head .. shard, field, ARGV[i + 1])
+  touched[head .. shard] = true
 end
-return #KEYS
+for key in pairs(touched) do redis.call('EXPIREAT', key, ARGV[3]) end
+return 1
 """
+)
+# A batch's read: each event's assignment (the newest generation holding its field) and,
+# if it has one, the merges it caused; then the values of the plain keys. KEYS: each
+# event's merges key, then the plain keys; ARGV: the live generations (LUA_MARKERS), the
+# number of events, then each event's marker.
+READ_BATCH = (
+    LUA_MARKERS
+    + """
+local hashes, i = marker_hashes()
+local n, out = tonumber(ARGV[i]), {}
+for e = 1, n do
+  local found = find_marker(hashes, ARGV[i + e])
+  out[#out + 1] = found
+  out[#out + 1] = found and redis.call('GET', KEYS[e]) or false
+end
+for k = n + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) end
+return out
+"""
+)
 # A batch's identity decisions, committed at once if nothing they read has changed since.
 # KEYS: every key read or written; ARGV: number of guards, the guards ('o', key index,
-# expected owner or '' | 'm', key index, n, n members), the assignment TTL, then the writes
-# (command, key index[, value]). Returns 0, having written nothing, if a guard fails.
+# expected owner or '' | 'm', key index, n, n members), then the writes (command, key
+# index[, value]; 'SETEX' value, expiry; 'HMARK' field, value, expiry: unix seconds).
+# Returns 0, having written nothing, if a guard fails.
 COMMIT_DECISIONS = """
 local i, guards = 2, tonumber(ARGV[1])
 for _ = 1, guards do
@@ -66,16 +106,18 @@ for _ = 1, guards do
     i = i + 3 + n
   end
 end
-local ttl = ARGV[i]
-i = i + 1
 while i <= #ARGV do
   local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
   if op == 'DEL' then
     redis.call('DEL', key)
     i = i + 2
   elseif op == 'SETEX' then
-    redis.call('SET', key, ARGV[i + 2], 'EX', ttl)
-    i = i + 3
+    redis.call('SET', key, ARGV[i + 2], 'EXAT', ARGV[i + 3])
+    i = i + 4
+  elseif op == 'HMARK' then
+    redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])
+    redis.call('EXPIREAT', key, ARGV[i + 4])
+    i = i + 5
   else
     redis.call(op, key, ARGV[i + 2])
     i = i + 3
@@ -83,7 +125,7 @@ while i <= #ARGV do
 end
 return 1
 """
-Op = tuple[str, ...]  # (command, key, *args): one decision's writes
+Op = tuple[str | bytes, ...]  # (command, key, *args): one decision's writes
 
 
 @dataclass
@@ -95,56 +137,56 @@ class Resolution:
 
 
 class RedisIdentityGraph:
-    def __init__(self, client: aioredis.Redis, prefix: str, rules: Rules) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        rules: Rules,
+        window: MarkerWindow | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.r = client
         self.prefix = prefix
         self.rules = rules
         self.keys = RedisKeys(prefix)
+        self.window = window or default_window()
+        self.shards = self.window.shards()
+        self.clock = clock
         self._assign_all = client.register_script(ASSIGN_ALL)
+        self._read = client.register_script(READ_BATCH)
         self._commit = client.register_script(COMMIT_DECISIONS)
-
-    def id_key(self, ident: Ident) -> str:
-        return self.keys.identifier(*ident)
-
-    def members_key(self, customer_id: str) -> str:
-        return self.keys.members(customer_id)
-
-    def merged_key(self, customer_id: str) -> str:
-        return self.keys.merged_into(customer_id)
-
-    def erased_key(self, customer_id: str) -> str:
-        return self.keys.erased(customer_id)
 
     async def new_ids(self, idents: Sequence[Ident]) -> dict[Ident, str]:
         """The id a customer created from each identifier gets: never an erased customer's."""
         out = {i: new_customer_id(i) for i in idents}
         pending = dict(out)
         while pending:
-            erased = await self.r.mget([self.erased_key(c) for c in pending.values()])
+            erased = await self.r.mget([self.keys.erased(c) for c in pending.values()])
             found = zip(pending.items(), erased, strict=True)
             pending = {i: successor_id(c) for (i, c), e in found if e}
             out.update(pending)
         return out
 
-    def evt_key(self, event_id: str) -> str:
-        return self.keys.event(event_id)
-
-    def evt_merges_key(self, event_id: str) -> str:
-        return self.keys.event_merges(event_id)
+    async def _assign(self, fresh: Sequence[tuple[str, str]]) -> None:
+        """Remember where each (event id, customer) went, unless a decision already did."""
+        if not fresh:
+            return
+        start = self.window.starts(self.clock())[0]
+        args: list[str | bytes | int] = [self.keys.event_markers_head, start]
+        args.append(self.window.expire_at(start))
+        for eid, cid in fresh:
+            args += [self.window.marker_arg(eid, self.shards), pack_customer(cid)]
+        routing = self.keys.event_markers(start, 0)
+        await self._assign_all(keys=[routing], args=args)
 
     async def resolve_batch(
         self, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[Resolution]:
         """Resolve (event id, identities) pairs in order; one round trip when nothing changes."""
         usable = [self.rules.usable(ids) for _, ids in items]
-        keys = [self.evt_key(eid) for eid, _ in items]
-        mkeys = [self.evt_merges_key(eid) for eid, _ in items]
-        id_keys = sorted({self.id_key(i) for ids in usable for i in ids})
-        values = await self.r.mget(keys + mkeys + id_keys) if keys or id_keys else []
-        n = len(keys)
-        assigned = values[:n]
-        replay_merges = values[n : 2 * n]
-        owners = dict(zip(id_keys, values[2 * n :], strict=True))
+        id_keys = sorted({self.keys.identifier(*i) for ids in usable for i in ids})
+        assigned, replay_merges, values = await self._read_batch([e for e, _ in items], id_keys)
+        owners = dict(zip(id_keys, values, strict=True))
         touched: set[str] = set()
         out: list[Resolution | None] = []
         slow: list[tuple[int, list[str]]] = []  # (position, identifier keys)
@@ -153,9 +195,10 @@ class RedisIdentityGraph:
         ):
             if prior is not None:
                 absorbed = _s(merged).split(SEP) if merged else []
-                out.append(Resolution(_s(prior), replayed=True, replayed_merges=absorbed))
+                cid = unpack_customer(prior)
+                out.append(Resolution(cid, replayed=True, replayed_merges=absorbed))
                 continue
-            id_keys_here = [self.id_key(i) for i in ids]
+            id_keys_here = [self.keys.identifier(*i) for i in ids]
             found = {owners.get(k) for k in id_keys_here}
             if (
                 ids
@@ -185,19 +228,31 @@ class RedisIdentityGraph:
         # transaction, so a clash on a customer's member set just retries); those that
         # share one keep their order. The batch then waits for Redis about as many round
         # trips as its longest chain, not as its number of new identifiers.
-        await asyncio.gather(*(in_order(group) for group in _chains(slow)))
+        await asyncio.gather(*(in_order(group) for group in chains(slow)))
         resolved = [r for r in out if r is not None]
         assert len(resolved) == len(out)
-        fresh = [
-            (self.evt_key(eid), res.customer_id)
-            for (eid, _), res in zip(items, resolved, strict=True)
-            if res.customer_id and not res.replayed
-        ]
-        if fresh:
-            await self._assign_all(
-                keys=[k for k, _ in fresh], args=[ASSIGNMENT_TTL_S, *(c for _, c in fresh)]
-            )
+        await self._assign(
+            [
+                (e, r.customer_id)
+                for (e, _), r in zip(items, resolved, strict=True)
+                if r.customer_id and not r.replayed
+            ]
+        )
         return resolved
+
+    async def _read_batch(
+        self, event_ids: Sequence[str], plain: Sequence[str]
+    ) -> tuple[list[bytes | None], list[bytes | None], list[bytes | None]]:
+        """Each event's assignment and replayed merges, and the values of ``plain`` keys."""
+        if not event_ids and not plain:
+            return [], [], []
+        args = self.window.hashes(self.keys.event_markers_head, self.clock())
+        args.append(len(event_ids))
+        args += [self.window.marker_arg(eid, self.shards) for eid in event_ids]
+        n = len(event_ids)
+        keys = [*(self.keys.event_merges(e) for e in event_ids), *plain]
+        values = await self._read(keys=keys, args=args)
+        return values[0 : 2 * n : 2], values[1 : 2 * n : 2], values[2 * n :]
 
     async def _decide_together(
         self,
@@ -225,10 +280,10 @@ class RedisIdentityGraph:
         if candidates:
             async with self.r.pipeline(transaction=False) as pipe:
                 for c in candidates:
-                    pipe.smembers(self.members_key(c))
+                    pipe.smembers(self.keys.members(c))
                 for c, raw_members in zip(candidates, await pipe.execute(), strict=True):
-                    sets[self.members_key(c)] = [_s(m) for m in raw_members]
-                    graph.members[c] = _parse_members(raw_members)
+                    sets[self.keys.members(c)] = [_s(m) for m in raw_members]
+                    graph.members[c] = parse_members(raw_members)
         firsts = [ids[0] for pos, _ in slow if (ids := self.rules.usable(items[pos][1]))]
         fresh = await self.new_ids(firsts)
         ops: list[Op] = []
@@ -242,7 +297,7 @@ class RedisIdentityGraph:
                 ops += self._ops(decision, members, eid)
                 for c in (decision.customer_id, *(m for m, _ in decision.merges)):
                     # A customer this batch writes but did not read must be new.
-                    sets.setdefault(self.members_key(c), [])
+                    sets.setdefault(self.keys.members(c), [])
                 graph.apply(decision)
             decided.append((pos, decision))
         if ops and not await self._commit_ops(owners, sets, ops):
@@ -254,9 +309,9 @@ class RedisIdentityGraph:
     async def _commit_ops(
         self, owners: Mapping[str, str], sets: Mapping[str, list[str]], ops: list[Op]
     ) -> bool:
-        index: dict[str, int] = {}
+        index: dict[str | bytes, int] = {}
 
-        def at(key: str) -> int:
+        def at(key: str | bytes) -> int:
             return index.setdefault(key, len(index) + 1)
 
         guards: list[str | int] = []
@@ -264,10 +319,10 @@ class RedisIdentityGraph:
             guards += ["o", at(key), owner]
         for key, members in sets.items():
             guards += ["m", at(key), len(members), *members]
-        writes: list[str | int] = []
-        for cmd, key, *values in ops:
-            writes += [cmd, at(key), *values]
-        argv = [len(owners) + len(sets), *guards, ASSIGNMENT_TTL_S, *writes]
+        writes: list[str | bytes | int] = []
+        for cmd, target, *values in ops:
+            writes += [cmd, at(target), *values]
+        argv = [len(owners) + len(sets), *guards, *writes]
         return bool(await self._commit(keys=list(index), args=argv))
 
     async def resolve_one(
@@ -281,7 +336,7 @@ class RedisIdentityGraph:
         commit write nothing, and the decision is taken again.
         """
         ids = self.rules.usable(identities)
-        id_keys = [self.id_key(i) for i in ids]
+        id_keys = [self.keys.identifier(*i) for i in ids]
         fresh = await self.new_ids(ids[:1])
         for _ in range(attempts):
             raw_owners = await self.r.mget(id_keys) if id_keys else []
@@ -292,15 +347,15 @@ class RedisIdentityGraph:
             if candidates:
                 async with self.r.pipeline(transaction=False) as pipe:
                     for c in candidates:
-                        pipe.smembers(self.members_key(c))
+                        pipe.smembers(self.keys.members(c))
                     for c, raw in zip(candidates, await pipe.execute(), strict=True):
-                        members[c] = _parse_members(raw)
-                        sets[self.members_key(c)] = [_s(m) for m in raw]
+                        members[c] = parse_members(raw)
+                        sets[self.keys.members(c)] = [_s(m) for m in raw]
             decision = decide(identities, owners, members, self.rules, fresh.__getitem__)
             if not decision.changes_graph or not decision.customer_id:
                 return decision
             for c in (decision.customer_id, *(m for m, _ in decision.merges)):
-                sets.setdefault(self.members_key(c), [])  # written, not read: must be new
+                sets.setdefault(self.keys.members(c), [])  # written, not read: must be new
             read = {k: _s(o) if o else "" for k, o in zip(id_keys, raw_owners, strict=True)}
             if await self._commit_ops(read, sets, self._ops(decision, members, event_id)):
                 return decision
@@ -310,68 +365,53 @@ class RedisIdentityGraph:
         """The writes a decision makes, as (command, key, *args); one list for both paths."""
         assert d.customer_id is not None
         cid = d.customer_id
-        target = self.members_key(cid)
+        target = self.keys.members(cid)
         ops: list[Op] = []
         for ident in d.attach:
-            ops += [("SET", self.id_key(ident), cid), ("SADD", target, SEP.join(ident))]
+            ops += [("SET", self.keys.identifier(*ident), cid), ("SADD", target, SEP.join(ident))]
         for absorbed, _via in d.merges:
             for kind, values in members.get(absorbed, {}).items():
                 for value in values:
-                    ops += [("SET", self.id_key((kind, value)), cid)]
+                    ops += [("SET", self.keys.identifier(kind, value), cid)]
                     ops += [("SADD", target, f"{kind}{SEP}{value}")]
-            ops += [("DEL", self.members_key(absorbed)), ("SET", self.merged_key(absorbed), cid)]
+            ops += [
+                ("DEL", self.keys.members(absorbed)),
+                ("SET", self.keys.merged_into(absorbed), cid),
+            ]
         for ident, previous in d.moves:
-            ops += [("SET", self.id_key(ident), cid)]
-            ops += [("SREM", self.members_key(previous), SEP.join(ident))]
+            ops += [("SET", self.keys.identifier(*ident), cid)]
+            ops += [("SREM", self.keys.members(previous), SEP.join(ident))]
             ops += [("SADD", target, SEP.join(ident))]
         if event_id:
             # In the same atomic change as the graph: a replay re-sends the merge commands.
-            ops += [("SETEX", self.evt_key(event_id), cid)]
+            start = self.window.starts(self.clock())[0]
+            expire_at = str(self.window.expire_at(start))
+            mark, shard = self.window.marker(event_id, self.shards)
+            key = self.keys.event_markers(start, shard)
+            ops += [("HMARK", key, mark, pack_customer(cid), expire_at)]
             if d.merges:
                 merged = SEP.join(m for m, _ in d.merges)
-                ops += [("SETEX", self.evt_merges_key(event_id), merged)]
+                ops += [("SETEX", self.keys.event_merges(event_id), merged, expire_at)]
         return ops
 
     async def lookup(self, ident: Ident) -> str | None:
-        owner = await self.r.get(self.id_key(ident))
+        owner = await self.r.get(self.keys.identifier(*ident))
         return _s(owner) if owner else None
 
     async def survivor(self, customer_id: str, max_hops: int = 20) -> str:
         for _ in range(max_hops):
-            nxt = await self.r.get(self.merged_key(customer_id))
+            nxt = await self.r.get(self.keys.merged_into(customer_id))
             if not nxt:
                 return customer_id
             customer_id = _s(nxt)
         return customer_id
 
 
-def _chains(slow: list[tuple[int, list[str]]]) -> list[list[int]]:
-    """Group positions whose identifier keys overlap (transitively), each group in order."""
-    parent: dict[str, str] = {}
-
-    def find(k: str) -> str:
-        while parent.setdefault(k, k) != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for _pos, keys in slow:
-        for k in keys[1:]:
-            parent[find(k)] = find(keys[0])
-    groups: dict[str, list[int]] = {}
-    for pos, keys in slow:
-        root = find(keys[0]) if keys else f"#{pos}"
-        groups.setdefault(root, []).append(pos)
-    return list(groups.values())
-
-
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse_members(raw: set[bytes | str] | set[bytes] | set[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for item in raw:
-        kind, _, value = _s(item).partition(SEP)
-        out.setdefault(kind, set()).add(value)
-    return out
+def default_window() -> MarkerWindow:
+    """``CRM_DEDUPE_WINDOW_S`` and ``CRM_DEDUPE_RATE`` of the process's settings."""
+    settings = get_settings()
+    return MarkerWindow(settings.dedupe_window_s, settings.dedupe_rate)

@@ -17,12 +17,13 @@ order, blocked values. The consequences:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import yaml
 
 from pipeline.transforms.identifiers import BLOCKED_VALUES, PRIORITY
+from pipeline.wire.keys import SEP
 
 Ident = tuple[str, str]  # (kind, value)
 Members = Mapping[str, frozenset[str] | set[str]]  # kind -> values of one customer
@@ -80,6 +81,15 @@ def parse_identity_rules(text: str, path: str = "<identity rules>") -> Rules:
         blocked=frozenset(str(v).strip().lower() for v in doc.get("blocked", [])) | BLOCKED_VALUES,
         reassignable=frozenset(doc.get("reassignable", defaults.reassignable)),
     )
+
+
+def parse_members(raw: Iterable[bytes | str]) -> dict[str, set[str]]:
+    """A customer's identifiers by kind, from its member set (``kind SEP value`` items)."""
+    out: dict[str, set[str]] = {}
+    for item in raw:
+        kind, _, value = (item.decode() if isinstance(item, bytes) else item).partition(SEP)
+        out.setdefault(kind, set()).add(value)
+    return out
 
 
 def new_customer_id(ident: Ident) -> str:

@@ -108,3 +108,27 @@ def dedupe(events: Iterable[Event]) -> Iterator[Event]:
             continue
         seen.add(eid)
         yield event
+
+
+def chains(slow: list[tuple[int, list[str]]]) -> list[list[int]]:
+    """Group positions whose identifier keys overlap (transitively), each group in order.
+
+    The streaming identity store runs the groups' decisions concurrently: they share no
+    identifier, so their order does not matter; inside a group it does.
+    """
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for _pos, keys in slow:
+        for k in keys[1:]:
+            parent[find(k)] = find(keys[0])
+    groups: dict[str, list[int]] = {}
+    for pos, keys in slow:
+        root = find(keys[0]) if keys else f"#{pos}"
+        groups.setdefault(root, []).append(pos)
+    return list(groups.values())

@@ -16,21 +16,30 @@ one slot and the same layout runs on one Redis or on a Redis Cluster:
 * ``{t}`` -- the shared event-time clock of segment timers;
 * ``{m<b>}`` -- the ClickHouse sink's duplicate markers, bucketed by event id.
 
+Per-event markers (an event's customer, the ClickHouse sink's duplicate marker) are not
+one key per event: a key costs ~190 bytes of Redis memory, the event id ~12 inside a
+small hash. They are fields (a 12-byte digest of the event id, see :class:`MarkerWindow`)
+of hashes per time generation and shard; a generation's hashes expire together, so the
+markers' memory is bounded by rate x window (README, "Redis memory").
+
   {g}:id:<kind>:<value>       -> customer id owning an identifier (identity graph)
   {g}:cust:<id>:ids           -> set of "<kind>\\x1f<value>" of a customer
   {g}:cust:<id>:merged_into   -> survivor of an absorbed customer
   {g}:erased:<id>             -> set by `crm forget`: that id is never reused
-  {g}:evt:<event id>          -> customer an event was assigned to (dedupe window TTL)
-  {g}:evtm:<event id>         -> customers that event's identity decision absorbed
+  {g}:evt:<start>:<shard>     -> hash: event id digest -> customer it was assigned to
+  {g}:evtm:<event id>         -> customers that event's identity decision absorbed (rare)
   {p<b>}:profile:<id>         -> hash: v, e, json, s, m, t (see sinks/redis_profiles.py)
   {p<b>}:segment:<name>       -> sorted set of bucket b's members (score: time entered)
   {p<b>}:segments:due         -> next due time of bucket b's customers' segment timers
   {t}:segments:clock          -> the shared event-time clock
-  {m<b>}:chseen:<event id>    -> ClickHouse sink's duplicate marker
+  {m<b>}:chseen:<start>:<shard> -> hash: event id digest -> position that wrote it
+  (``<start>``: unix second the generation began; markers expire with their generation)
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import string
 from dataclasses import dataclass
 
@@ -101,8 +110,14 @@ class RedisKeys:
     def erased(self, customer_id: str) -> str:
         return f"{self.graph}erased:{customer_id}"
 
-    def event(self, event_id: str) -> str:
-        return f"{self.graph}evt:{event_id}"
+    @property
+    def event_markers_head(self) -> str:
+        """``event_markers(start, shard)`` is this + ``<start>:<shard>`` (see LUA_MARKERS)."""
+        return f"{self.graph}evt:"
+
+    def event_markers(self, start: int, shard: int) -> str:
+        """Hash of the identity stage's event assignments of one generation and shard."""
+        return f"{self.event_markers_head}{start}:{shard}"
 
     def event_merges(self, event_id: str) -> str:
         return f"{self.graph}evtm:{event_id}"
@@ -146,5 +161,109 @@ class RedisKeys:
 
     # --- ClickHouse sink ---------------------------------------------------------------
 
-    def clickhouse_seen(self, event_id: str) -> str:
-        return f"{self.prefix}{{m{bucket(event_id)}}}:chseen:{event_id}"
+    def clickhouse_seen_head(self, event_id: str) -> str:
+        """``clickhouse_seen(event_id, start, shard)`` is this + ``<start>:<shard>``."""
+        return f"{self.prefix}{{m{bucket(event_id)}}}:chseen:"
+
+    def clickhouse_seen(self, event_id: str, start: int, shard: int) -> str:
+        """Hash of the sink's duplicate markers: the event id's bucket, generation, shard."""
+        return f"{self.clickhouse_seen_head(event_id)}{start}:{shard}"
+
+
+# Scripts that look markers up name the hashes themselves from fragments (one declared key
+# routes the call to the slot): ARGV[1] the head (``event_markers_head``...), ARGV[2] the
+# number of generations, then their starts, newest first; a hash is head .. start .. ':'
+# .. shard. ``marker_hashes`` returns the hashes' names without the shard, and the index of
+# the first argument after them. An event's marker argument (``MarkerWindow.marker_arg``)
+# is its 12-byte field followed by its shard in digits.
+LUA_MARKERS = """
+local function marker_hashes()
+  local n, hashes = tonumber(ARGV[2]), {}
+  for j = 1, n do hashes[j] = ARGV[1] .. ARGV[2 + j] .. ':' end
+  return hashes, 3 + n
+end
+local function split_marker(arg)
+  return string.sub(arg, 1, 12), string.sub(arg, 13)
+end
+local function find_marker(hashes, arg)
+  local field, shard = split_marker(arg)
+  for j = 1, #hashes do
+    local value = redis.call('HGET', hashes[j] .. shard, field)
+    if value then return value end
+  end
+  return false
+end
+"""
+
+
+@dataclass(frozen=True)
+class MarkerWindow:
+    """Time generations of per-event markers: remembered at least ``window_s``.
+
+    A marker is a field of the hash of its generation (``window_s / GENERATIONS`` seconds
+    of processing time) and shard; every generation's hash expires ``window_s`` after the
+    generation ends, so a marker lives between ``window_s`` and ``window_s * 5/4``, and a
+    lookup reads the current generation and the ``GENERATIONS`` before it. ``rate`` (events
+    per second) sizes the shards so a hash holds about ``PER_HASH`` markers: Redis keeps a
+    hash of up to 128 short fields (``hash-max-listpack-entries``) as one compact listpack,
+    about 30 bytes a marker instead of ~190 for a key with a TTL.
+    """
+
+    window_s: int
+    rate: int = 1000
+    GENERATIONS = 4
+    PER_HASH = 64
+    FIELD_BYTES = 12  # of the event id's digest: 96 bits (plus the shard) never collide
+
+    def __post_init__(self) -> None:
+        if self.window_s < self.GENERATIONS or self.rate < 1:
+            raise ValueError(f"marker window {self.window_s} s or rate {self.rate}/s too small")
+
+    @property
+    def generation_s(self) -> int:
+        return math.ceil(self.window_s / self.GENERATIONS)
+
+    def shards(self, parts: int = 1) -> int:
+        """Hashes per generation (split over ``parts`` cluster slots) at ``rate``."""
+        return max(1, math.ceil(self.rate * self.generation_s / self.PER_HASH / parts))
+
+    def starts(self, now: float) -> list[int]:
+        """Start of the current generation (where markers are written), then older ones."""
+        g = self.generation_s
+        current = int(now // g) * g
+        return [current - i * g for i in range(self.GENERATIONS + 1)]
+
+    def hashes(self, head: str, now: float) -> list[str | bytes | int]:
+        """The ``LUA_MARKERS`` arguments naming the live generations' hashes at ``now``."""
+        starts = self.starts(now)
+        return [head, len(starts), *starts]
+
+    def expire_at(self, start: int) -> int:
+        """Unix second a generation's hashes expire: ``window_s`` after the generation ends."""
+        return start + self.generation_s + self.window_s
+
+    def marker(self, event_id: str, shards: int) -> tuple[bytes, int]:
+        """The field naming ``event_id`` in a marker hash, and the shard of that hash."""
+        d = hashlib.blake2b(event_id.encode(), digest_size=16).digest()
+        return d[: self.FIELD_BYTES], int.from_bytes(d[self.FIELD_BYTES :], "big") % shards
+
+    def marker_arg(self, event_id: str, shards: int) -> bytes:
+        """Field and shard in one script argument (``LUA_MARKERS``' ``split_marker``)."""
+        field, shard = self.marker(event_id, shards)
+        return field + str(shard).encode()
+
+
+def pack_customer(customer_id: str) -> bytes:
+    """A customer id as a marker value: ``c_`` + 20 hex digits in 10 bytes, others as text."""
+    if len(customer_id) == 22 and customer_id.startswith("c_"):
+        try:
+            raw = bytes.fromhex(customer_id[2:])
+        except ValueError:
+            raw = b""
+        if raw.hex() == customer_id[2:] and raw[:1] != b"=":  # lower case, no blanks
+            return raw
+    return b"=" + customer_id.encode()
+
+
+def unpack_customer(value: bytes) -> str:
+    return value[1:].decode() if value[:1] == b"=" else "c_" + value.hex()

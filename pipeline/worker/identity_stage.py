@@ -1,9 +1,11 @@
 """The identity stage: events (keyed by strongest identifier) -> resolve against the shared
 identity graph -> events.by_customer (keyed by customer id) + merge log.
 
-Every event id is assigned to exactly one customer (the assignment is remembered in Redis,
-in the same transaction as the graph change it caused), so a replayed event lands where it
-landed first and re-sends its merge commands; the profile stage drops it as a duplicate.
+Every event id is assigned to exactly one customer (the assignment is remembered in Redis
+for ``CRM_DEDUPE_WINDOW_S``, in the same transaction as the graph change it caused), so an
+event replayed within that window lands where it landed first and re-sends its merge
+commands; the profile stage drops it as a duplicate. Replayed later, it is resolved again
+and lands with the customer its identifiers belong to by then (README, "Redis memory").
 """
 
 from __future__ import annotations
