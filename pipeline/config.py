@@ -163,6 +163,20 @@ class Settings(BaseSettings):
     read_keys: str = Field(
         default="dev-read-key", description="Comma-separated read keys for the lookup APIs"
     )
+    customer_token_secret: str = Field(
+        default="",
+        description="HMAC secret of customer tokens (X-Customer-Token): with one, a browser"
+        " holding the write key may change that customer's preferences; empty: read keys only",
+    )
+    rate_limit_per_key: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests/s each write key may send to one collector process (0: no limit);"
+        " past it and its burst, 429 with Retry-After",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Requests a write key may send at once above its rate"
+    )
     max_event_bytes: int = Field(default=32 * 1024, description="Largest accepted single event")
     max_batch_bytes: int = Field(default=512 * 1024, description="Largest accepted request body")
     max_header_bytes: int = Field(

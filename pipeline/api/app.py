@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.api.customer_token import TokenError, verify
 from pipeline.api.openapi import IDENTIFIER_TYPES, OPENAPI
 from pipeline.api.personalization import BadRequest, PreferenceCentre, answer
 from pipeline.config import Settings, get_settings
@@ -177,16 +178,33 @@ def create_app(
         )
         return is_valid(key, keys)
 
-    def timed(route: str, handler: Any, write: bool = False) -> Any:
-        kind = "write" if write else "read"
+    def for_customer(request: Request) -> Response | None:
+        """A change to one customer: a (server-side) read key, or the write key with a
+        customer token issued for exactly that customer (``customer_token.py``)."""
+        if authorized(request, read_keys):
+            return None
+        if not authorized(request, write_keys):
+            return _error(401, "missing or invalid key (Authorization: Bearer <key>)")
+        try:
+            verify(
+                settings.customer_token_secret,
+                request.headers.get("x-customer-token"),
+                request.path_params["customer_id"],
+            )
+        except TokenError as exc:
+            return _error(403, str(exc))
+        return None
 
+    def timed(route: str, handler: Any, customer: bool = False) -> Any:
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
-            response = (
-                await handler(request)
-                if authorized(request, write_keys if write else read_keys)
-                else _error(401, f"missing or invalid {kind} key (Authorization: Bearer <key>)")
-            )
+            if customer:
+                refused = for_customer(request)
+            elif not authorized(request, read_keys):
+                refused = _error(401, "missing or invalid read key (Authorization: Bearer <key>)")
+            else:
+                refused = None
+            response = refused or await handler(request)
             REQUESTS.labels(route, str(response.status_code)).inc()
             REQUEST_SECONDS.labels(route).observe(time.perf_counter() - start)
             return response
@@ -278,8 +296,12 @@ def create_app(
         response.headers["Retry-After"] = "1"
         return response
 
+    async def no_route(request: Request, _exc: Exception) -> Response:
+        return _error(404, f"no such route: {request.url.path[:200]!r}")
+
     return Starlette(
         exception_handlers={
+            404: no_route,
             RedisConnectionError: unavailable,
             RedisTimeoutError: unavailable,
             BusyLoadingError: unavailable,
@@ -298,7 +320,7 @@ def create_app(
             Route("/v1/personalize/{customer_id}", timed("/v1/personalize", personalize)),
             Route(
                 "/v1/profiles/{customer_id}/preferences",
-                timed("/v1/profiles/preferences", preferences, write=True),
+                timed("/v1/profiles/preferences", preferences, customer=True),
                 methods=["PUT"],
             ),
             Route("/health", health),

@@ -139,6 +139,7 @@ _DECIDE_RESPONSES = {
     },
     "400": _error("Unknown slot, time zone or identifier type"),
     "401": _error("Missing or invalid read key"),
+    "404": _error("No such route: a path value URL paths cannot carry (control characters)"),
     "503": _error("Profile store unavailable (Retry-After)"),
 }
 OPENAPI["paths"].update(
@@ -168,8 +169,12 @@ OPENAPI["paths"].update(
         },
         "/v1/profiles/{customer_id}/preferences": {
             "put": {
-                "summary": "Preference centre: stated preferences, emitted as an event (write key)",
-                "security": [{"writeKey": []}],
+                "summary": "Preference centre: stated preferences, emitted as an event",
+                "description": "A server-side read key, or the (public) write key with an"
+                " X-Customer-Token the site issued for this customer: HMAC-SHA256 of"
+                " '<customer id>:<expires>' with CRM_CUSTOMER_TOKEN_SECRET, sent as"
+                " '<expires>.<hex signature>'",
+                "security": [{"readKey": []}, {"writeKey": [], "customerToken": []}],
                 "parameters": [_CUSTOMER_ID],
                 "requestBody": {
                     "required": True,
@@ -180,7 +185,8 @@ OPENAPI["paths"].update(
                 "responses": {
                     "202": {"description": "Accepted: the event is in Kafka"},
                     "400": _error("Invalid body; the message names the field"),
-                    "401": _error("Missing or invalid write key"),
+                    "401": _error("Missing or invalid key"),
+                    "403": _error("Write key without a valid customer token for this customer"),
                     "404": _error("Unknown customer"),
                     "413": _error("Body larger than CRM_API_MAX_BODY_BYTES"),
                     "503": _error("Kafka or the profile store unavailable; retry"),
@@ -191,3 +197,8 @@ OPENAPI["paths"].update(
 )
 OPENAPI["components"]["schemas"]["Preferences"] = _PREFERENCES
 OPENAPI["components"]["securitySchemes"]["writeKey"] = {"type": "http", "scheme": "bearer"}
+OPENAPI["components"]["securitySchemes"]["customerToken"] = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-Customer-Token",
+}

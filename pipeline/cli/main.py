@@ -242,6 +242,21 @@ def worker(name: str = typer.Option(None, help="Worker name (default CRM_WORKER_
 
 
 @app.command()
+def token(
+    customer: str = typer.Option(..., help="Customer id the token is for"),
+    ttl: int = typer.Option(3600, help="Seconds until it expires (at most 7 days)"),
+) -> None:
+    """Print an X-Customer-Token (what the site's backend computes for a logged-in customer)."""
+    from pipeline.api.customer_token import TokenError, issue
+
+    try:
+        print(issue(get_settings().customer_token_secret, customer, ttl))
+    except TokenError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def forget(
     customer: str = typer.Option(None, help="Customer id"),
     identifier: str = typer.Option(None, help="Or an identifier as type:value (e.g. email:a@b.c)"),

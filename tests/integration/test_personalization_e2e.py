@@ -21,6 +21,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 
+from pipeline.api.customer_token import issue
 from pipeline.cli.processes import crm_process, http_service
 from pipeline.config import Settings
 from pipeline.sinks.clickhouse.access import query as open_query
@@ -31,6 +32,7 @@ from tests.integration.conftest import free_port, wait_for
 WRITE = ("it-write-key", "")
 READ = {"Authorization": "Bearer it-read-key"}
 WRITE_BEARER = {"Authorization": "Bearer it-write-key"}
+SECRET = "it-customer-token-secret"
 
 SEGMENTS = """
 segments:
@@ -63,6 +65,7 @@ def stack(ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path) -> Itera
         "CRM_PERSONALIZATION_RULES": str(tmp_path / "personalization.yaml"),
         "CRM_SEGMENT_TICK_S": "0.5",
         "CRM_RULES_RELOAD_S": "0.5",
+        "CRM_CUSTOMER_TOKEN_SECRET": SECRET,
     }
     cport, aport = free_port(), free_port()
     with (
@@ -145,22 +148,23 @@ def test_profile_changes_move_segments_kafka_clickhouse_and_personalization(stac
     wait_for(hero, lambda a: a["slots"]["hero"]["content"] == "generic", what="exit on consent")
     assert not reader.is_member("big-spenders", cid)
 
-    # stated preferences through the preference centre win
-    r = httpx.put(
-        f"{api}/v1/profiles/{cid}/preferences",
-        headers=WRITE_BEARER,
-        json={"categories": ["beauty"]},
-    )
+    # stated preferences through the preference centre win: the browser holds the public
+    # write key and a token the site issued for this customer only
+    prefs = f"{api}/v1/profiles/{cid}/preferences"
+    mine = {**WRITE_BEARER, "X-Customer-Token": issue(SECRET, cid)}
+    r = httpx.put(prefs, headers=WRITE_BEARER, json={"categories": ["beauty"]})
+    assert r.status_code == 403 and "X-Customer-Token" in r.text  # the write key alone
+    theirs = {**WRITE_BEARER, "X-Customer-Token": issue(SECRET, "c-someone-else")}
+    assert httpx.put(prefs, headers=theirs, json={"categories": ["beauty"]}).status_code == 403
+    r = httpx.put(prefs, headers=mine, json={"categories": ["beauty"]})
     assert r.status_code == 202, r.text
     pref = wait_for(hero, lambda a: a["slots"]["hero"]["source"] == "preference", what="prefs")
     assert pref["slots"]["hero"]["content"] == "hero-beauty"
-    bad = httpx.put(f"{api}/v1/profiles/{cid}/preferences", headers=WRITE_BEARER, json={"x": 1})
+    bad = httpx.put(prefs, headers=READ, json={"x": 1})  # a server-side key needs no token
     assert bad.status_code == 400 and "unknown field" in bad.json()["error"]["message"]
-    assert (
-        httpx.put(f"{api}/v1/profiles/{cid}/preferences", headers=READ, json={}).status_code == 401
-    )
+    assert httpx.put(prefs, json={"categories": ["beauty"]}).status_code == 401
     huge = b'{"categories": ["' + b"x" * 5_000_000 + b'"]}'  # answered without reading it all
-    r = httpx.put(f"{api}/v1/profiles/{cid}/preferences", headers=WRITE_BEARER, content=huge)
+    r = httpx.put(prefs, headers=mine, content=huge)
     assert r.status_code == 413, r.text
 
     # without personalization consent: default content, with the reason

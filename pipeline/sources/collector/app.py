@@ -44,6 +44,7 @@ from pipeline.logs import get_logger
 from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.sources.collector.auth import is_valid, key_from_header
 from pipeline.sources.collector.openapi import openapi_document
+from pipeline.sources.collector.rate_limit import KeyRateLimiter
 from pipeline.sources.collector.responses import error_response, json_response
 from pipeline.sources.collector.sdk_config import sdk_routes
 from pipeline.sources.collector.webhooks import sendgrid_events
@@ -96,9 +97,16 @@ CORS_HEADERS = [
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str, error_type: str = "request") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        error_type: str = "request",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.error_type = status, message, error_type
+        self.headers = headers
 
 
 class _BatchBody(msgspec.Struct, rename="camel"):
@@ -123,6 +131,7 @@ class Collector:
         self.ingestor = Ingestor(settings)
         self.producer = producer
         self._keys = settings.write_key_set
+        self.limiter = KeyRateLimiter(settings.rate_limit_per_key, settings.rate_limit_burst)
         self._batch_decoder = msgspec.json.Decoder(_BatchBody)
         self._key_decoder = msgspec.json.Decoder(_KeyOnly)
 
@@ -171,6 +180,15 @@ class Collector:
             )
         if not is_valid(key, self._keys):
             raise HTTPError(401, "invalid write key")
+        wait = self.limiter.retry_after(key)
+        if wait:
+            raise HTTPError(
+                429,
+                f"more than {self.limiter.rate:g} requests/s with this write key"
+                f" (CRM_RATE_LIMIT_PER_KEY); retry in {wait} s",
+                "rate_limited",
+                {"Retry-After": str(wait)},
+            )
 
     def request_context(
         self,
@@ -304,7 +322,7 @@ def _route(
         try:
             response = await handler(request)
         except HTTPError as exc:
-            response = error_response(exc.status, exc.error_type, exc.message)
+            response = error_response(exc.status, exc.error_type, exc.message, exc.headers)
         except TransientError as exc:
             log.warning("kafka unavailable, answering 503", route=name, error=str(exc))
             response = error_response(

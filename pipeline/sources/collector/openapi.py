@@ -81,6 +81,11 @@ _RESPONSES = {
     ),
     "401": _json("Missing or wrong write key", "Error"),
     "413": _json("Body, decompressed body or single event too large", "Error"),
+    "429": _json(
+        "More requests with this write key than CRM_RATE_LIMIT_PER_KEY allows: nothing stored",
+        "Error",
+        {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+    ),
     "503": _json(
         "Kafka unavailable: nothing was stored, retry",
         "Error",
