@@ -174,6 +174,11 @@ class Settings(BaseSettings):
         description="Requests/s each write key may send to one collector process (0: no limit);"
         " past it and its burst, 429 with Retry-After",
     )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the collector and the API wait for a whole request body (408)",
+    )
     rate_limit_burst: int = Field(
         default=200, ge=1, description="Requests a write key may send at once above its rate"
     )

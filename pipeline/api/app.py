@@ -33,6 +33,7 @@ from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.rule_files import load_personalization
 from pipeline.rules_file import ReloadingFile
 from pipeline.sources.collector.auth import is_valid, key_from_header
+from pipeline.sources.collector.body import BodyError, read_bounded
 from pipeline.stores.redis_client import async_redis, is_cluster
 from pipeline.transforms.identifiers import IdentifierError, canonical
 from pipeline.transforms.profile import Profile
@@ -254,23 +255,15 @@ def create_app(
         rules.current()
         return _json(rules.status() | {"slots": list(rules.value.slots)})
 
-    async def limited_body(request: Request, limit: int = max_body) -> bytes | None:
-        """The body, or None as soon as it is larger than ``limit`` (never read whole)."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return None
-        return bytes(body)
-
     async def preferences(request: Request) -> Response:
         cid = request.path_params["customer_id"]
-        body = await limited_body(request)
-        if body is None:
-            return _error(413, f"body larger than {max_body} bytes (CRM_API_MAX_BODY_BYTES)")
+        try:
+            body = await read_bounded(request, max_body, settings.body_timeout_s)
+        except BodyError as exc:
+            return _error(
+                exc.status,
+                f"{exc.message} (CRM_API_MAX_BODY_BYTES)" if exc.status == 413 else exc.message,
+            )
         try:
             result = await state["preferences"].update(cid, body)
         except BadRequest as exc:

@@ -188,6 +188,7 @@ OPENAPI["paths"].update(
                     "401": _error("Missing or invalid key"),
                     "403": _error("Write key without a valid customer token for this customer"),
                     "404": _error("Unknown customer"),
+                    "408": _error("The body did not arrive within CRM_BODY_TIMEOUT_S"),
                     "413": _error("Body larger than CRM_API_MAX_BODY_BYTES"),
                     "503": _error("Kafka or the profile store unavailable; retry"),
                 },

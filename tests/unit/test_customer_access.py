@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from pipeline.api.app import create_app as create_api
 from pipeline.api.customer_token import TokenError, issue, verify
 from pipeline.config import Settings
 from pipeline.sources.collector.app import create_app as create_collector
+from pipeline.sources.collector.body import BodyError, read_bounded
 from pipeline.sources.collector.rate_limit import KeyRateLimiter
 from pipeline.testing import ListProducer
 from pipeline.wire.keys import RedisKeys
@@ -107,3 +110,29 @@ def test_preferences_need_a_server_key_or_the_customers_token(api: TestClient) -
     assert put({"Authorization": "Bearer read"}) == 202
     # no enumeration: an unknown id is refused before anyone learns whether it exists
     assert api.put("/v1/profiles/c-nobody/preferences", json=body, headers=write).status_code == 403
+
+
+def _request(chunks: list[bytes], delay_s: float, length: str | None = None) -> Request:
+    headers = [(b"content-length", length.encode())] if length else []
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    queue = list(chunks)
+
+    async def receive() -> dict[str, object]:
+        await asyncio.sleep(delay_s)
+        body = queue.pop(0) if queue else b""
+        return {"type": "http.request", "body": body, "more_body": bool(queue)}
+
+    return Request(scope, receive)
+
+
+def test_a_body_is_bounded_in_size_and_in_time() -> None:
+    assert asyncio.run(read_bounded(_request([b"ab", b"cd"], 0), 10, 1.0)) == b"abcd"
+    cases = [
+        (_request([b"x" * 8] * 3, 0), 413),  # larger than the limit while streaming
+        (_request([b"x"], 0, length="11"), 413),  # declared larger: refused unread
+        (_request([b"x"] * 100, 0.05), 408),  # a slowloris: 5 s for 100 bytes
+    ]
+    for request, status in cases:
+        with pytest.raises(BodyError) as caught:
+            asyncio.run(read_bounded(request, 10 if status == 413 else 1000, 0.3))
+        assert caught.value.status == status

@@ -43,6 +43,7 @@ from pipeline.kafka.producer import ConfirmedProducer
 from pipeline.logs import get_logger
 from pipeline.metrics import CONTENT_TYPE, REQUEST_SECONDS, REQUESTS, exposition
 from pipeline.sources.collector.auth import is_valid, key_from_header
+from pipeline.sources.collector.body import BodyError, read_bounded
 from pipeline.sources.collector.openapi import openapi_document
 from pipeline.sources.collector.rate_limit import KeyRateLimiter
 from pipeline.sources.collector.responses import error_response, json_response
@@ -139,16 +140,10 @@ class Collector:
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.max_batch_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise HTTPError(413, f"body is {declared} bytes, limit is {limit}", "too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPError(413, f"body exceeds {limit} bytes", "too_large")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            body = await read_bounded(request, limit, self.settings.body_timeout_s)
+        except BodyError as exc:
+            raise HTTPError(exc.status, exc.message, exc.error_type) from None
         encoding = request.headers.get("content-encoding", "").lower()
         if encoding in ("gzip", "deflate"):
             try:

@@ -80,6 +80,7 @@ _RESPONSES = {
         "Error",
     ),
     "401": _json("Missing or wrong write key", "Error"),
+    "408": _json("The body did not arrive within CRM_BODY_TIMEOUT_S", "Error"),
     "413": _json("Body, decompressed body or single event too large", "Error"),
     "429": _json(
         "More requests with this write key than CRM_RATE_LIMIT_PER_KEY allows: nothing stored",
