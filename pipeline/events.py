@@ -144,7 +144,7 @@ class PosTransaction(ContactEnvelope, tag="pos_transaction", kw_only=True):
     items: Annotated[list[LineItem], Meta(min_length=1, max_length=1000)]
     total: Money
     currency: Currency = "EUR"
-    points_redeemed: Annotated[int, Meta(ge=0)] = 0
+    points_redeemed: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 0  # Int64 balances hold it
 
 
 ConsentPurpose = Literal["analytics", "personalization", "email_marketing", "advertising", "sms"]
