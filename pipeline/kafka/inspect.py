@@ -60,6 +60,15 @@ _LEADERLESS = {
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._TIMED_OUT,
 }
+# A group's coordinator is away or still loading its offsets (a broker restart).
+_COORDINATORLESS = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._WAIT_COORD,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
 
 
 def read_range(
@@ -114,9 +123,25 @@ def group_lag_by_partition(
         lag: dict[tuple[str, int], int] = {}
         for topic in topics:
             ends = end_offsets(settings, topic)
-            committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+            committed = _committed(consumer, [TopicPartition(topic, p) for p in ends])
             for tp in committed:
                 lag[(topic, tp.partition)] = ends[tp.partition] - max(tp.offset, 0)
         return lag
     finally:
         consumer.close()
+
+
+def _committed(
+    consumer: Consumer, partitions: list[TopicPartition], wait_s: float = 60.0
+) -> list[TopicPartition]:
+    """A group's committed offsets, waiting out a coordinator that is moving or loading."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=10))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.code() in _COORDINATORLESS
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -9,6 +9,7 @@ producer). Delivery callbacks run on one background poll thread and resolve a
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -60,7 +61,12 @@ class _Batch:
 
 
 class ConfirmedProducer:
-    """Idempotent, acks=all producer with awaitable batches."""
+    """Idempotent, acks=all producer with awaitable batches.
+
+    ``ack_timeout_ms=0`` waits for the broker as long as it takes (librdkafka's infinite
+    ``message.timeout.ms``): for a stream stage nobody is waiting on, waiting out a broker
+    restart beats failing the batch and exiting.
+    """
 
     def __init__(
         self, bootstrap: str, *, ack_timeout_ms: int = 5000, extra: dict[str, Any] | None = None
@@ -74,7 +80,7 @@ class ConfirmedProducer:
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 500_000,
             "message.timeout.ms": ack_timeout_ms,
-            "socket.connection.setup.timeout.ms": max(1000, ack_timeout_ms),
+            "socket.connection.setup.timeout.ms": max(1000, ack_timeout_ms or 10_000),
             # Java's (and aiokafka's) partitioner: a key lands on the same partition
             # whichever client wrote it, so Faust's table changelogs, our records on
             # events.by_customer and the CLI's Forget records stay co-partitioned.
@@ -82,7 +88,7 @@ class ConfirmedProducer:
         }
         conf.update(extra or {})
         self._producer = Producer(conf)
-        self._ack_timeout = ack_timeout_ms / 1000
+        self._ack_timeout = ack_timeout_ms / 1000 if ack_timeout_ms else math.inf
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
@@ -128,7 +134,9 @@ class ConfirmedProducer:
         return await asyncio.wrap_future(self.send(records, track))
 
     def send_sync(self, records: Sequence[Record], timeout: float | None = None) -> None:
-        self.send(records).result(timeout=timeout or self._ack_timeout + 5)
+        self.send(records).result(
+            timeout=timeout or (self._ack_timeout + 5 if math.isfinite(self._ack_timeout) else None)
+        )
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is queued and stop the poll thread; return records still unsent."""

@@ -27,6 +27,7 @@ import msgspec
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.commit import commit_until_done
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 
@@ -107,6 +108,7 @@ class ArchiveSink:
         self.root = root or settings.data_dir / "archive"
         self.root.mkdir(parents=True, exist_ok=True)
         self.done = archived_offsets(self.root, self.topic)
+        self.stop = threading.Event()
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -135,16 +137,15 @@ class ArchiveSink:
             write_part(self.root, bucket, self.topic, p, part)
             self.done[p] = max(self.done.get(p, -1), part[-1][0])
             written += len(part)
-        if last:
-            self.consumer.commit(
-                offsets=[TopicPartition(self.topic, p, o + 1) for p, o in last.items()],
-                asynchronous=False,
-            )
+        if last:  # the manifests are the progress record: a failed commit only re-reads
+            offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
+            commit_until_done(self.consumer, offsets, self.stop, "archive")
         SINK_SECONDS.labels("archive").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("archive", "events").inc(written)
         return written
 
     def run(self, stop: threading.Event, max_rows: int = 50_000, max_wait: float = 5.0) -> None:
+        self.stop = stop
         self.consumer.subscribe([self.topic])
         try:
             while not stop.is_set():

@@ -115,9 +115,11 @@ def create_app(settings: Settings) -> faust.App:
     # Every record a stage writes (routed events, merge log, dead letters, snapshots,
     # audience changes, the profile table's changelog) goes through one librdkafka
     # producer; each agent confirms its own outputs before acknowledging its input.
+    # No delivery timeout: while the broker is away the stages wait (outputs unconfirmed,
+    # inputs unacknowledged) and carry on when it is back, instead of crashing the worker.
     producer = ConfirmedProducer(
         settings.kafka_bootstrap,
-        ack_timeout_ms=30_000,
+        ack_timeout_ms=0,
         extra={"linger.ms": 2, "compression.type": "none"},
     )
     changelog = profiles.changelog_topic.get_topic_name()

@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -28,8 +29,9 @@ import pytest
 
 from pipeline.cli.processes import crm_process
 from pipeline.cli.reconcile import acknowledged, as_dict, run_reconcile
-from pipeline.config import Settings
+from pipeline.config import REPO_ROOT, Settings
 from pipeline.kafka.producer import ConfirmedProducer, Record
+from pipeline.kafka.topics import wait_ready
 from pipeline.sinks.archive import read_archive
 from pipeline.sinks.clickhouse.access import query
 from pipeline.sources.simulator import Simulator
@@ -155,3 +157,47 @@ def test_kills_and_poison_under_load_lose_and_double_nothing(
 
         on_topic = Counter(event_id for _source, event_id in acknowledged(s))
         wait_for(archived, lambda ids: +ids == on_topic, 60, "every events record archived once")
+
+
+@pytest.mark.timeout(600)
+def test_broker_down_for_30s_under_load_loses_and_doubles_nothing(
+    ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """The single broker stopped for 30 s mid-load: the collector answers 503 meanwhile
+    (those requests are not acknowledged), worker and sink wait and carry on."""
+    s, env = ch_settings
+    data = tmp_path / "data"
+    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"], "data_dir": data})
+    env = {**env, "CRM_CLICKHOUSE_BATCH": "200", "CRM_DATA_DIR": str(data)}
+    cport = free_port()
+    kafka = str(REPO_ROOT / "infra" / "kafka.sh")
+    with (
+        crm_process(["worker", "--name", "a"], None, tmp_path / "worker.log", env=env) as worker,
+        crm_process(["sink", "clickhouse"], None, tmp_path / "sink.log", env=env) as sink,
+        crm_process(
+            ["collector", "--port", str(cport)],
+            f"http://127.0.0.1:{cport}/health",
+            tmp_path / "collector.log",
+            env=env,
+        ),
+    ):
+        sim = Simulator(f"http://127.0.0.1:{cport}", "it-write-key", customers=80, seed=12)
+        load = threading.Thread(target=lambda: asyncio.run(sim.run(rate=150, duration=50)))
+        load.start()
+        time.sleep(8)
+        subprocess.run([kafka, "stop"], check=True)
+        try:
+            time.sleep(30)
+        finally:
+            subprocess.run([kafka, "start"], check=True)
+            wait_ready(s, 90)
+        load.join(120)
+        assert worker.poll() is None and sink.poll() is None, "a process exited"
+        assert sim.stats.accepted > 1000 and sim.stats.failed_requests > 0, sim.stats
+
+        result = run_reconcile(s, wait_s=240)
+        report = as_dict(result)
+        assert result.lag == 0, report
+        assert result.total.lost == 0 and result.total.duplicated == 0, report
+        assert result.total.acknowledged >= sim.stats.accepted, report
+        assert result.profiles_off_by == 0, report

@@ -383,3 +383,15 @@ def test_an_intent_an_operator_committed_past_is_dropped(sink: ClickHouseSink) -
     by_tp = sink.collect(max_rows=100, max_wait=0.05)
     assert [m.offset() for m in by_tp[(topic, 0)]] == list(range(20, 25))
     assert sink.intent == {} and sink.carry == []
+
+
+def test_records_read_again_after_a_rejoin_are_not_inserted_twice(sink: ClickHouseSink) -> None:
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    topic = "u.events.by_customer"
+    consumer.queue = [FakeMessage(topic, 0, o, b"{}") for o in range(10)]
+    first = sink.prepare(sink.collect(max_rows=100, max_wait=0.05))
+    sink.start(first)  # its insert begins; the commit is still pending when...
+    # ...the consumer rejoins and fetches again from the last committed offset
+    consumer.queue = [FakeMessage(topic, 0, o, b"{}") for o in range(14)]
+    again = sink.collect(max_rows=100, max_wait=0.05)
+    assert [m.offset() for m in again[(topic, 0)]] == [10, 11, 12, 13]

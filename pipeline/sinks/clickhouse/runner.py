@@ -42,6 +42,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.commit import commit_until_done
 from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_wire, routed_reader, routed_wire
@@ -118,6 +119,13 @@ class ClickHouseSink:
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         self.intent: dict[TP, tuple[int, int]] = self._load_intent()
         self.carry: list[Message] = []
+        # Highest offset per partition whose insert this process has begun. A consumer that
+        # rejoins its group (a broker restart) fetches again from the last committed offset,
+        # possibly before a batch whose commit was still pending: those records are skipped,
+        # not inserted a second time under another batch's token.
+        self.started: dict[TP, int] = {}
+        self.stored: dict[TP, int] = {}  # highest offset per partition inserted
+        self.committed: dict[TP, int] = {}  # highest offset per partition committed by us
         self.inserted = 0
 
     # --- intent log -------------------------------------------------------------
@@ -153,7 +161,10 @@ class ClickHouseSink:
             room = min(10_000, cap - total, max_rows - fullest)  # no partition over max_rows
             for msg in self.consumer.consume(room, min(left, 0.2)):
                 if msg.error() is None:
-                    got = by_tp[(msg.topic() or "", msg.partition() or 0)]
+                    tp = (msg.topic() or "", msg.partition() or 0)
+                    if (msg.offset() or 0) <= self.started.get(tp, -1):
+                        continue  # re-read after a rejoin: a batch of ours already holds it
+                    got = by_tp[tp]
                     got.append(msg)
                     total += 1
                     if len(got) > fullest:
@@ -289,6 +300,8 @@ class ClickHouseSink:
         """Record the batch's intent; its inserts may begin after this."""
         if batch.ranges:
             self._save_intent({**self.intent, **batch.ranges})
+            for tp, (_first, last) in batch.ranges.items():
+                self.started[tp] = max(self.started.get(tp, -1), last)
 
     def write(self, batch: Prepared) -> int:
         return sum(self.inserter.insert(part) for part in batch.inserts)
@@ -297,14 +310,35 @@ class ClickHouseSink:
         """After every insert of the batch: commit its offsets, then clear its intent."""
         if not batch.ranges:
             return
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, last + 1) for (t, p), (_f, last) in batch.ranges.items()],
-            asynchronous=False,
-        )
+        self.inserted += written
+        for tp, (_first, last) in batch.ranges.items():
+            self.stored[tp] = max(self.stored.get(tp, -1), last)
+        if not self.commit_stored(batch.ranges):
+            return  # the intent stays: whoever reads these ranges next replays them alike
         for tp in batch.ranges:
             self.intent.pop(tp, None)
         self._save_intent(self.intent)
-        self.inserted += written
+
+    def commit_stored(self, must: dict[TP, tuple[int, int]] | None = None) -> bool:
+        """Commit every stored offset not committed yet: the batch's (``must``) and, of the
+        partitions still assigned, any whose commit a rejoin refused (their records are
+        skipped when read again, so no later batch would commit them)."""
+        try:
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        except Exception:  # the fake consumer of unit tests, or a closed one
+            owned = set()
+        todo = {
+            tp: last
+            for tp, last in self.stored.items()
+            if last > self.committed.get(tp, -1) and (tp in owned or tp in (must or {}))
+        }
+        if not todo:
+            return True
+        offsets = [TopicPartition(t, p, last + 1) for (t, p), last in todo.items()]
+        if not commit_until_done(self.consumer, offsets, self.stop, "clickhouse-sink"):
+            return False
+        self.committed.update(todo)
+        return True
 
     def flush(self, by_tp: dict[TP, list[Message]]) -> int:
         """One batch, start to end, on the calling thread."""
@@ -329,6 +363,8 @@ class ClickHouseSink:
                 if in_flight is not None:
                     self.finish(in_flight[0], in_flight[1].result())
                     in_flight = None
+                elif not batch.ranges and self.stored != self.committed:
+                    self.commit_stored()  # idle: offsets a rejoin refused to commit
                 if batch.ranges:
                     self.start(batch)
                     in_flight = (batch, pool.submit(self.write, batch))
