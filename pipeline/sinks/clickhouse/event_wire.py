@@ -37,6 +37,7 @@ from pipeline.events import (
 )
 from pipeline.sinks.clickhouse.rows import EPOCH, _money, event_row
 from pipeline.sinks.clickhouse.wire import MS, U32, cents, ticks, uint
+from pipeline.wire.records import RoutedEvent, routed_decoder
 
 _json = msgspec.json.Encoder()
 
@@ -260,3 +261,28 @@ def routed_wire(rec: SinkRouted, partition: int, offset: int) -> list[Any] | Non
         partition,
         offset,
     ]
+
+
+def read_event_record(value: bytes) -> SinkRouted | RoutedEvent | None:
+    """An event record for the ``events`` table (None: another kind, or a forwarded copy)."""
+    try:
+        lean = routed_reader.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        full = routed_decoder.decode(value)  # the contract decides; raises if invalid
+        return full if isinstance(full, RoutedEvent) and not full.forwarded else None
+    return lean if lean.k == "event" and lean.event is not None and not lean.forwarded else None
+
+
+def event_record_row(
+    rec: SinkRouted | RoutedEvent, value: bytes, offset: int, partition: int
+) -> list[Any]:
+    """The ``events`` row of a record ``read_event_record`` returned."""
+    if isinstance(rec, SinkRouted):
+        row = routed_wire(rec, partition, offset)
+        if row is not None:
+            return row
+        full = routed_decoder.decode(value)  # unusual: the contract's way
+        if not isinstance(full, RoutedEvent):
+            raise ValueError(f"not an event record: {type(full).__name__}")
+        rec = full
+    return event_wire(rec.event, rec.customer_id, partition, offset)

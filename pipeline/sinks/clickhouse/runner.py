@@ -45,7 +45,7 @@ from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
 from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
-from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_wire, routed_reader, routed_wire
+from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, read_event_record
 from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped, until_done
 from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
@@ -67,7 +67,7 @@ from pipeline.sinks.clickhouse.wire import (
 )
 from pipeline.stores.redis_client import sync_redis
 from pipeline.wire.change import Change
-from pipeline.wire.records import IdentityDecision, RoutedEvent, routed_decoder
+from pipeline.wire.records import IdentityDecision, RoutedEvent
 
 log = get_logger("clickhouse-sink")
 BATCH_PARTITIONS = 8  # a batch holds at most this many partitions' worth of rows
@@ -202,7 +202,7 @@ class ClickHouseSink:
         routed: list[tuple[SinkRouted | RoutedEvent, Message, str, str, bool]] = []
         for m in msgs:
             try:
-                rec = _read(m.value() or b"{}")
+                rec = read_event_record(m.value() or b"{}")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 failed.append((message_failure(m, f"undecodable record: {exc}"), m))
                 continue
@@ -220,7 +220,9 @@ class ClickHouseSink:
             if replayed and event_id in present:
                 continue
             try:
-                row: list[Any] | Exception = _event_row(rec, m, partition)
+                row: list[Any] | Exception = event_record_row(
+                    rec, m.value() or b"{}", m.offset() or 0, partition
+                )
             except Exception as exc:  # one bad row must not stop the others
                 row = exc
             built.append((row, m, at))
@@ -376,29 +378,6 @@ class ClickHouseSink:
             pool.shutdown(wait=True)
             self.io.shutdown(wait=True)
             self.consumer.close()
-
-
-def _read(value: bytes) -> SinkRouted | RoutedEvent | None:
-    """An event record for the ``events`` table (None: another kind, or a forwarded copy)."""
-    try:
-        lean = routed_reader.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        full = routed_decoder.decode(value)  # the contract decides; raises if invalid
-        return full if isinstance(full, RoutedEvent) and not full.forwarded else None
-    return lean if lean.k == "event" and lean.event is not None and not lean.forwarded else None
-
-
-def _event_row(rec: SinkRouted | RoutedEvent, m: Message, partition: int) -> list[Any]:
-    offset = m.offset() or 0
-    if isinstance(rec, SinkRouted):
-        row = routed_wire(rec, partition, offset)
-        if row is not None:
-            return row
-        full = routed_decoder.decode(m.value() or b"{}")  # unusual: the contract's way
-        if not isinstance(full, RoutedEvent):
-            raise ValueError(f"not an event record: {type(full).__name__}")
-        rec = full
-    return event_wire(rec.event, rec.customer_id, partition, offset)
 
 
 def sink_main(
