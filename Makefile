@@ -41,10 +41,10 @@ test-deps: setup ## What the SDK, browser and BI client tests need: npm packages
 	infra/jdbc-deps.sh
 	infra/beam-runners.sh fetch --optional
 
-test: setup lint test-deps ## Lint, then unit and integration tests (starts and stops its own services)
+test: setup lint test-deps ## Lint, then unit and integration tests (starts and stops its own services); the fault suite is make test-faults
 	$(BIN)/crm schemas export --check
 	$(BIN)/crm dashboards export --check
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
 
 test-unit: setup ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
@@ -52,7 +52,7 @@ test-unit: setup ## Unit tests only (no services)
 test-cluster: setup ## Only the tests marked cluster (three Kafka brokers, worker churn, Beam runners); make test runs them too
 	$(BIN)/pytest -m cluster
 
-test-faults: setup ## Only the fault suite (kills and poison under load, ending in crm reconcile, Redis outage); make test runs it too
+test-faults: setup ## The fault suite: kills, poison records, a broker and a Redis outage under load, each ending in crm reconcile (.ci/run runs it after make test)
 	$(BIN)/pytest -m faults
 
 lint: setup ## ruff (lint + format check), mypy and the layering contracts (import-linter)
