@@ -4,6 +4,11 @@ Shared by the HTTP collector and the file importers so both validate, enrich,
 key and dead-letter identically. Valid records and dead letters of one request
 go out in one producer batch: the caller acknowledges only when every one of
 them is stored, so nothing is acknowledged and lost.
+
+With ``CRM_HASH_PII`` no plain email or phone leaves here: valid events are hashed
+by ``enrich`` (the semantic walk only for events whose bytes show a sign of one,
+:func:`~pipeline.transforms.redact.may_hold_pii`), dead letters by
+:meth:`DeadLetter.protected`.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from pipeline.errors import InvalidEvent, TerminalError
 from pipeline.events import EVENT_TYPES, Envelope, Event, event_type
 from pipeline.kafka.producer import Record
 from pipeline.metrics import DEAD_LETTERED, EVENTS_IN
-from pipeline.transforms.enrich import enrich, stable_message_id
+from pipeline.transforms.enrich import enrich, names_a_phone, stable_message_id
 from pipeline.transforms.identifiers import strongest
+from pipeline.transforms.redact import may_hold_pii, redact_tree
 from pipeline.transforms.request_context import RequestContext
-from pipeline.transforms.validate import check_event_time, check_rules, decode_event
+from pipeline.transforms.validate import (
+    MALFORMED,
+    check_event_time,
+    check_rules,
+    decode_event,
+    malformed,
+)
 from pipeline.wire.dead_letter import DeadLetter
 
 _encoder = msgspec.json.Encoder()
@@ -58,8 +70,13 @@ _KNOWN = {
 }
 
 
-def _with_unknown_fields(encoded: bytes, raw: bytes | memoryview, cls: type) -> bytes:
-    """``encoded`` plus the top-level fields of ``raw`` that the contract does not name."""
+def _with_unknown_fields(
+    encoded: bytes, raw: bytes | memoryview, cls: type, salt: str | None = None
+) -> bytes:
+    """``encoded`` plus the top-level fields of ``raw`` that the contract does not name.
+
+    With ``salt`` their values are searched for emails and phones (``redact_tree``).
+    """
     known = _KNOWN.get(cls)
     if known is None:
         return encoded
@@ -67,11 +84,35 @@ def _with_unknown_fields(encoded: bytes, raw: bytes | memoryview, cls: type) -> 
         fields = _top_level.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return encoded
-    extra = [(k, v) for k, v in fields.items() if k not in known]
+    extra: list[tuple[str, msgspec.Raw | bytes]] = [
+        (k, v) for k, v in fields.items() if k not in known
+    ]
     if not extra:
         return encoded
+    if salt is not None:
+        extra = [(k, _redacted_raw(k, v, salt)) for k, v in extra]
     parts = b",".join(_encoder.encode(k) + b":" + bytes(v) for k, v in extra)
     return encoded[:-1] + b"," + parts + b"}"
+
+
+def _redacted_raw(key: str, value: msgspec.Raw | bytes, salt: str) -> msgspec.Raw | bytes:
+    try:
+        decoded = msgspec.json.decode(value)
+    except MALFORMED as exc:  # invalid UTF-8 the event's own decoder skipped over
+        raise InvalidEvent(f"{key}: {malformed(exc)}", "malformed") from None
+    redacted = redact_tree({key: decoded}, salt)[key]
+    return value if redacted is decoded else _encoder.encode(redacted)
+
+
+def _request_scan(request: RequestContext | None) -> bool:
+    """Whether what a request adds to each of its events (batch context, user agent) may
+    hold an email or a phone: then every event of it is searched."""
+    if request is None:
+        return False
+    ua = request.user_agent
+    if ua and "@" in ua:
+        return True
+    return bool(request.batch_context) and may_hold_pii(_encoder.encode(request.batch_context))
 
 
 class Ingestor:
@@ -100,13 +141,16 @@ class Ingestor:
         out = out or Prepared()
         received_at = received_at or datetime.now(UTC)
         limit = self.settings.max_event_bytes
+        hash_pii = self.settings.hash_pii
+        scan_all = hash_pii and _request_scan(request)
         for index, raw in enumerate(raws):
             try:
                 if len(raw) > limit:
                     raise TerminalError(f"event is {len(raw)} bytes, limit is {limit}", "too_large")
                 event = decode_event(raw, expected)
+                scan = hash_pii and (scan_all or may_hold_pii(raw) or names_a_phone(event))
                 self._add_valid(
-                    out, event, raw, source, batch_sent_at, received_at, index, request, True
+                    out, event, raw, source, batch_sent_at, received_at, index, request, True, scan
                 )
             except TerminalError as exc:
                 self.add_rejected(out, bytes(raw), exc, source, received_at, index)
@@ -127,7 +171,8 @@ class Ingestor:
                 if isinstance(item, TerminalError):
                     raise item
                 check_rules(item)
-                self._add_valid(out, item, raw, source, None, received_at, index)
+                scan = self.settings.hash_pii and (may_hold_pii(raw) or names_a_phone(item))
+                self._add_valid(out, item, raw, source, None, received_at, index, scan=scan)
             except TerminalError as exc:
                 self.add_rejected(out, raw, exc, source, received_at, index)
         return out
@@ -143,8 +188,10 @@ class Ingestor:
         index: int,
         request: RequestContext | None = None,
         raw_is_event: bool = False,
+        scan: bool = True,
     ) -> None:
-        """Publish one valid event; ``raw_is_event``: ``raw`` is the client's JSON of it."""
+        """Publish one valid event; ``raw_is_event``: ``raw`` is the client's JSON of it;
+        ``scan``: search it for emails and phones by semantics (``enrich``)."""
         warnings: list[str] = []
         try:
             enriched = enrich(
@@ -157,6 +204,7 @@ class Ingestor:
                 hash_pii=self.settings.hash_pii,
                 request=request,
                 warnings=warnings,
+                scan=scan,
             )
         except OverflowError:  # clock-skew correction of a time near year 1 or 9999
             raise InvalidEvent("timestamp or sentAt out of any usable range", "rule") from None
@@ -166,7 +214,9 @@ class Ingestor:
             Record(
                 self.events_topic,
                 f"{key[0]}:{key[1]}".encode() if key else None,
-                _with_unknown_fields(_encoder.encode(enriched), raw, type(event))
+                _with_unknown_fields(
+                    _encoder.encode(enriched), raw, type(event), self._salt if scan else None
+                )
                 if raw_is_event
                 else _encoder.encode(enriched),
             )
@@ -185,13 +235,14 @@ class Ingestor:
         received_at: datetime,
         index: int | None,
     ) -> None:
-        letter = DeadLetter(
-            original=raw,
+        letter = DeadLetter.protected(
+            raw,
             error_type=exc.error_type,
             reason=exc.reason,
             source=source,
             received_at=received_at,
             index=index,
+            salt=self._salt if self.settings.hash_pii else None,
         )
         out.records.append(Record(self.dlq_topic, None, letter.value, letter.headers()))
         out.rejected.append(Rejection(index or 0, exc.error_type, exc.reason))

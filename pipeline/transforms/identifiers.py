@@ -49,14 +49,17 @@ def is_hashed(value: str) -> bool:
 
 
 def hash_value(normalized: str, salt: str = "") -> str:
-    return hashlib.sha256(f"{salt}{normalized}".encode()).hexdigest()
+    # surrogatepass: text from bytes that were not UTF-8 hashes too (same digest otherwise)
+    return hashlib.sha256(f"{salt}{normalized}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def canonical(kind: str, value: str, *, salt: str = "", hash_pii: bool = True) -> str:
     """The form an identifier has in Kafka, Redis and lookups.
 
     Already-hashed values (64 hex characters, e.g. from a client that hashes
-    itself) are kept as they are, so hashing is idempotent.
+    itself) are kept as they are, so hashing is idempotent. With ``hash_pii`` an
+    identifier of any other kind (a user id, an anonymous id) that is an email address
+    is hashed like one; other values of those kinds are kept as sent.
     """
     value = value.strip()
     if kind in HASHED_KINDS:
@@ -64,7 +67,16 @@ def canonical(kind: str, value: str, *, salt: str = "", hash_pii: bool = True) -
             return value.lower()
         normalized = normalize_email(value) if kind == "email" else normalize_phone(value)
         return hash_value(normalized, salt) if hash_pii else normalized
+    if hash_pii and is_email(value):
+        # an email used as a user id, anonymous id or alias: the hash of that email, so
+        # the same address always gives the same key and identity still links
+        return hash_value(value.lower(), salt)
     return value
+
+
+def is_email(value: str) -> bool:
+    """An identifier that is an email address (what ``canonical`` hashes for any kind)."""
+    return "@" in value and _EMAIL.match(value) is not None
 
 
 def is_blocked(value: str | None) -> bool:

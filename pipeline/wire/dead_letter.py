@@ -1,8 +1,11 @@
 """The dead-letter record: original bytes plus why, where and when.
 
-Follows Kafka Connect's convention: the record value is the original bytes,
-untouched, and the error context travels in headers, so a fixed event can be
-re-published as it was.
+Follows Kafka Connect's convention: the record value is the original, and the error
+context travels in headers, so a fixed event can be re-published. With
+``CRM_HASH_PII`` (:meth:`DeadLetter.protected`) the original and the reason have their
+emails and phones hashed the way valid events have them (``transforms.redact``), so a
+re-published dead letter links to the same customer; the shape (JSON members, the text
+around an address) and the reason stay readable.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+
+from pipeline.transforms.redact import redact_dead_letter, redact_text
 
 HEADER_PREFIX = "crm.error."
 MAX_ORIGINAL_BYTES = 1024 * 1024
@@ -23,6 +28,32 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     received_at: datetime
     index: int | None = None
+
+    @classmethod
+    def protected(
+        cls,
+        original: bytes,
+        *,
+        error_type: str,
+        reason: str,
+        source: str,
+        received_at: datetime,
+        index: int | None = None,
+        salt: str | None,
+    ) -> DeadLetter:
+        """A dead letter whose original and reason have emails and phones hashed with
+        ``salt``; ``salt=None`` (``CRM_HASH_PII=false``) keeps both as they were."""
+        if salt is not None:
+            original = redact_dead_letter(original[:MAX_ORIGINAL_BYTES], salt)
+            reason = redact_text(reason, salt)
+        return cls(
+            original=original,
+            error_type=error_type,
+            reason=reason,
+            source=source,
+            received_at=received_at,
+            index=index,
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         out = [

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import lru_cache
+from typing import Literal, Protocol
 
+from pipeline.config import get_settings
 from pipeline.kafka.producer import ConfirmedProducer, Positions, Record
 from pipeline.metrics import DEAD_LETTERED
 from pipeline.wire.dead_letter import DeadLetter
@@ -36,13 +38,38 @@ class Outputs(Protocol):
         ...
 
 
-def dead_letter(out: Outputs, topic: str, raw: bytes, reason: str, kind: str, source: str) -> None:
-    """Queue a record a stage cannot use to the dead-letter topic, with why, and count it."""
-    letter = DeadLetter(
-        original=raw, error_type=kind, reason=reason, source=source, received_at=datetime.now(UTC)
+def dead_letter(
+    out: Outputs,
+    topic: str,
+    raw: bytes,
+    reason: str,
+    kind: str,
+    source: str,
+    salt: str | Literal["settings"] | None = "settings",
+) -> None:
+    """Queue a record a stage cannot use to the dead-letter topic, with why, and count it.
+
+    Emails and phones in it are hashed as the collector hashes them (a record on an
+    internal topic came through the collector, but a poison record may not have):
+    ``salt`` defaults to the process's settings (``CRM_PII_SALT``, none without
+    ``CRM_HASH_PII``).
+    """
+    letter = DeadLetter.protected(
+        raw,
+        error_type=kind,
+        reason=reason,
+        source=source,
+        received_at=datetime.now(UTC),
+        salt=_settings_salt() if salt == "settings" else salt,
     )
     DEAD_LETTERED.labels(kind).inc()
     out.send(topic, None, letter.value, letter.headers())
+
+
+@lru_cache(maxsize=1)
+def _settings_salt() -> str | None:
+    settings = get_settings()
+    return settings.pii_salt.get_secret_value() if settings.hash_pii else None
 
 
 class QueuedOutputs:
