@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
+
+T = TypeVar("T")
 
 
 def _consumer(settings: Settings) -> Consumer:
@@ -35,24 +38,32 @@ def end_offsets(settings: Settings, topic: str, wait_s: float = 60.0) -> dict[in
     for up to ``wait_s`` seconds rather than reported as a failure.
     """
     consumer = _consumer(settings)
-    deadline = time.monotonic() + wait_s
+
+    def read() -> dict[int, int]:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in parts
+        }
+
     try:
-        while True:
-            try:
-                meta = consumer.list_topics(topic, timeout=10)
-                parts = meta.topics[topic].partitions
-                return {
-                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                    for p in parts
-                }
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                retriable = isinstance(error, KafkaError) and error.code() in _LEADERLESS
-                if not retriable or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        return _waiting_out(read, _LEADERLESS, wait_s)
     finally:
         consumer.close()
+
+
+def _waiting_out(call: Callable[[], T], codes: set[int], wait_s: float) -> T:
+    """``call()``, again every half second while it fails with one of ``codes``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.code() in codes
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 _LEADERLESS = {
@@ -135,13 +146,6 @@ def _committed(
     consumer: Consumer, partitions: list[TopicPartition], wait_s: float = 60.0
 ) -> list[TopicPartition]:
     """A group's committed offsets, waiting out a coordinator that is moving or loading."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return list(consumer.committed(partitions, timeout=10))
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and error.code() in _COORDINATORLESS
-            if not retriable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    return _waiting_out(
+        lambda: list(consumer.committed(partitions, timeout=10)), _COORDINATORLESS, wait_s
+    )

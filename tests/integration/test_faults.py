@@ -63,6 +63,23 @@ def inject_poison(settings: Settings) -> int:
     return len(records)
 
 
+def isolated(s: Settings, env: dict[str, str], data: Path) -> tuple[Settings, dict[str, str]]:
+    """Settings and environment of processes whose state (archive, intents) is this test's,
+    with the worker's consumer group named so that ``crm reconcile`` reads its lag."""
+    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"], "data_dir": data})
+    return s, {**env, "CRM_CLICKHOUSE_BATCH": "200", "CRM_DATA_DIR": str(data)}
+
+
+def assert_reconciled(s: Settings, accepted: int) -> None:
+    """``crm reconcile`` after the consumers caught up: nothing lost, nothing doubled."""
+    result = run_reconcile(s, wait_s=240)
+    report = as_dict(result)
+    assert result.lag == 0, report
+    assert result.total.lost == 0 and result.total.duplicated == 0, report
+    assert result.total.acknowledged >= accepted, report
+    assert result.profiles_off_by == 0, report
+
+
 @contextmanager
 def restartable(
     args: list[str], log: Path, env: dict[str, str], health: str | None = None
@@ -88,10 +105,8 @@ def restartable(
 def test_kills_and_poison_under_load_lose_and_double_nothing(
     ch_settings: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
-    s, env = ch_settings
-    data = tmp_path / "data"  # the archive and the sinks' state, this test's own
-    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"], "data_dir": data})
-    env = {**env, "CRM_CLICKHOUSE_BATCH": "200", "CRM_DATA_DIR": str(data)}
+    s, env = isolated(*ch_settings, tmp_path / "data")
+    data = s.data_dir
     cport, aport = free_port(), free_port()
     with (
         restartable(["worker", "--name", "a"], tmp_path / "worker.log", env) as worker,
@@ -131,12 +146,7 @@ def test_kills_and_poison_under_load_lose_and_double_nothing(
         load.join(120)
         assert sim.stats.accepted > 3000, sim.stats
 
-        result = run_reconcile(s, wait_s=240)
-        report = as_dict(result)
-        assert result.lag == 0, report
-        assert result.total.lost == 0 and result.total.duplicated == 0, report
-        assert result.total.acknowledged >= sim.stats.accepted, report
-        assert result.profiles_off_by == 0, report
+        assert_reconciled(s, sim.stats.accepted)
         failed = query(
             s,
             "SELECT count() FROM failed_events WHERE error_type = 'sink' OR source LIKE 'worker%'",
@@ -165,10 +175,7 @@ def test_broker_down_for_30s_under_load_loses_and_doubles_nothing(
 ) -> None:
     """The single broker stopped for 30 s mid-load: the collector answers 503 meanwhile
     (those requests are not acknowledged), worker and sink wait and carry on."""
-    s, env = ch_settings
-    data = tmp_path / "data"
-    s = s.model_copy(update={"worker_id": env["CRM_WORKER_ID"], "data_dir": data})
-    env = {**env, "CRM_CLICKHOUSE_BATCH": "200", "CRM_DATA_DIR": str(data)}
+    s, env = isolated(*ch_settings, tmp_path / "data")
     cport = free_port()
     kafka = str(REPO_ROOT / "infra" / "kafka.sh")
     with (
@@ -195,9 +202,4 @@ def test_broker_down_for_30s_under_load_loses_and_doubles_nothing(
         assert worker.poll() is None and sink.poll() is None, "a process exited"
         assert sim.stats.accepted > 1000 and sim.stats.failed_requests > 0, sim.stats
 
-        result = run_reconcile(s, wait_s=240)
-        report = as_dict(result)
-        assert result.lag == 0, report
-        assert result.total.lost == 0 and result.total.duplicated == 0, report
-        assert result.total.acknowledged >= sim.stats.accepted, report
-        assert result.profiles_off_by == 0, report
+        assert_reconciled(s, sim.stats.accepted)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import msgspec
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import msgspec
+from starlette.testclient import TestClient
+
+from pipeline.config import Settings
+from pipeline.testing import ListProducer
 from pipeline.transforms.profile import Profile
 from pipeline.wire.keys import RedisKeys
 
@@ -40,3 +46,17 @@ class FakeRedis:
 
     async def aclose(self) -> None:
         return None
+
+
+@contextmanager
+def api_client(settings: Settings) -> Iterator[TestClient]:
+    """The profile API in process: Redis faked (one known customer), Kafka a list."""
+    from pipeline.api.app import create_app
+
+    app = create_app(
+        settings,
+        redis=FakeRedis(RedisKeys(settings.redis_prefix)),  # type: ignore[arg-type]
+        producer=ListProducer(),
+    )
+    with TestClient(app) as client:
+        yield client

@@ -12,15 +12,13 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from pipeline.api.app import create_app as create_api
 from pipeline.api.customer_token import TokenError, issue, verify
 from pipeline.config import Settings
 from pipeline.sources.collector.app import create_app as create_collector
 from pipeline.sources.collector.body import BodyError, read_bounded
 from pipeline.sources.collector.rate_limit import KeyRateLimiter
 from pipeline.testing import ListProducer
-from pipeline.wire.keys import RedisKeys
-from tests.unit.api_fakes import KNOWN, FakeRedis
+from tests.unit.api_fakes import KNOWN, api_client
 
 SECRET = "s3cret"
 NOW = 1_800_000_000.0
@@ -87,12 +85,7 @@ def test_collector_answers_429_with_retry_after() -> None:
 @pytest.fixture
 def api() -> Iterator[TestClient]:
     settings = Settings(read_keys="read", write_keys="write", customer_token_secret=SECRET)
-    app = create_api(
-        settings,
-        redis=FakeRedis(RedisKeys(settings.redis_prefix)),  # type: ignore[arg-type]
-        producer=ListProducer(),
-    )
-    with TestClient(app) as client:
+    with api_client(settings) as client:
         yield client
 
 

@@ -17,9 +17,7 @@ from pipeline.api.app import create_app as create_api
 from pipeline.cli import main as cli
 from pipeline.cli.main import bounded_http_protocol
 from pipeline.config import Settings
-from pipeline.testing import ListProducer
-from pipeline.wire.keys import RedisKeys
-from tests.unit.api_fakes import KNOWN, FakeRedis
+from tests.unit.api_fakes import KNOWN, api_client
 
 AUTH = {"Authorization": "Bearer k"}
 
@@ -27,12 +25,7 @@ AUTH = {"Authorization": "Bearer k"}
 @pytest.fixture
 def api() -> Iterator[TestClient]:
     settings = Settings(read_keys="k", write_keys="k", api_max_body_bytes=4096)
-    app = create_api(
-        settings,
-        redis=FakeRedis(RedisKeys(settings.redis_prefix)),  # type: ignore[arg-type]
-        producer=ListProducer(),
-    )
-    with TestClient(app) as client:
+    with api_client(settings) as client:
         yield client
 
 
