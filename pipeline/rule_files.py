@@ -39,13 +39,14 @@ def load_personalization(path: Path) -> PersonalizationConfig:
     return parse_personalization(read_text(path), str(path))
 
 
-def load_identity_rules(path: Path) -> Rules:
-    """``config/identity.yaml``: priorities, limits, blocked and reassignable identifiers."""
+def load_identity_rules(path: Path, salt: str = "", hash_pii: bool = True) -> Rules:
+    """``config/identity.yaml``: priorities, limits, blocked and reassignable identifiers
+    (blocked emails also as the collector hashes them with ``salt``)."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_identity_rules(text, str(path))
+    return parse_identity_rules(text, str(path)).as_stored(salt, hash_pii)
 
 
 def load_audience(loyalty: Path, segments: Path) -> AudienceRules:

@@ -82,7 +82,9 @@ def build(
     targets: tuple[str, ...],
 ) -> dict[str, beam.PCollection]:
     """Wire the steps; returns the intermediate collections (tests assert on them)."""
-    rules = load_identity_rules(settings.identity_rules)
+    rules = load_identity_rules(
+        settings.identity_rules, settings.pii_salt.get_secret_value(), settings.hash_pii
+    )
     events = lines | "Parse" >> beam.ParDo(ParseEvent(rules))
     roots = events | "Components" >> beam.CombineGlobally(UnionIdentifiers())
     resolved = (

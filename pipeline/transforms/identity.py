@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
-from pipeline.transforms.identifiers import BLOCKED_VALUES, PRIORITY
+from pipeline.transforms.identifiers import BLOCKED_VALUES, PRIORITY, canonical
 from pipeline.wire.keys import SEP
 
 Ident = tuple[str, str]  # (kind, value)
@@ -55,6 +55,18 @@ class Rules:
         """Identifiers that may link, strongest first."""
         out = [(k, v) for k, v in identities.items() if v and v.strip().lower() not in self.blocked]
         return sorted(out, key=lambda kv: (self.rank(kv[0]), kv[0], kv[1]))
+
+    def as_stored(self, salt: str, hash_pii: bool) -> Rules:
+        """The rules with blocked emails also in the form identifiers reach the stage in:
+        the collector hashes emails (and email-shaped ids), so a plain blocked address
+        would never match."""
+        extra = {
+            canonical("email", v, salt=salt, hash_pii=hash_pii) for v in self.blocked if "@" in v
+        }
+        extra |= {
+            canonical("user_id", v, salt=salt, hash_pii=hash_pii) for v in self.blocked if "@" in v
+        }
+        return replace(self, blocked=self.blocked | frozenset(extra))
 
 
 class RulesError(ValueError):

@@ -128,7 +128,9 @@ def create_app(settings: Settings) -> faust.App:
     timer_out = KafkaOutputs(producer)
 
     redis = async_redis(settings)
-    rules = load_identity_rules(settings.identity_rules)
+    rules = load_identity_rules(
+        settings.identity_rules, settings.pii_salt.get_secret_value(), settings.hash_pii
+    )
     identity_stage = IdentityStage(
         RedisIdentityGraph(redis, settings.redis_prefix, rules),
         identity_out,

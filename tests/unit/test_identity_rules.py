@@ -93,3 +93,15 @@ def test_rules_file_loads_and_rejects_mistakes(tmp_path: Path):
     bad.write_text("limits: [\n")
     with pytest.raises(RulesError, match="line"):
         load_rules(bad)
+
+
+def test_a_blocked_email_is_blocked_in_the_hashed_form_identifiers_arrive_in():
+    from pipeline.config import REPO_ROOT
+    from pipeline.rule_files import load_identity_rules
+    from pipeline.transforms.identifiers import canonical
+
+    rules = load_identity_rules(REPO_ROOT / "config" / "identity_rules.yaml", salt="s")
+    hashed = canonical("email", "NoReply@Example.com", salt="s")
+    as_user = canonical("user_id", "noreply@example.com", salt="s")
+    d = decide({"email": hashed, "user_id": as_user, "anonymous_id": "ck9"}, {}, {}, rules)
+    assert d.attach == [("anonymous_id", "ck9")]  # the shared inbox links nobody
