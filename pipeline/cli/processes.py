@@ -45,11 +45,20 @@ def crm_process(
 
 
 def http_service(
-    command: str, port: int, log_path: Path | None, env: dict[str, str] | None = None
+    command: str,
+    port: int,
+    log_path: Path | None,
+    env: dict[str, str] | None = None,
+    timeout: float = 90.0,
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """``crm collector|api --port N`` as a child, ready once ``/health`` answers."""
+    """``crm collector|api --port N`` as a child, ready once ``/health`` answers (a busy
+    2-core machine right after a broker restart has taken more than 30 s)."""
     return crm_process(
-        [command, "--port", str(port)], f"http://127.0.0.1:{port}/health", log_path, env=env
+        [command, "--port", str(port)],
+        f"http://127.0.0.1:{port}/health",
+        log_path,
+        timeout=timeout,
+        env=env,
     )
 
 

@@ -70,6 +70,7 @@ _LEADERLESS = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._TIMED_OUT,
+    KafkaError._UNKNOWN_PARTITION,  # metadata not loaded yet after a restart
 }
 # A group's coordinator is away or still loading its offsets (a broker restart).
 _COORDINATORLESS = {
