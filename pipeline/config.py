@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default=REPO_ROOT / ".crm-data", description="Where all local state lives"
     )
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_rejoin_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Sinks replace a consumer out of its group this long while the broker answers",
+    )
     topic_prefix: str = Field(default="crm.", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
     topic_replication: int = Field(

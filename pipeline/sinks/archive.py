@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
+from pipeline.kafka.group_member import GroupMember
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 
@@ -109,15 +110,22 @@ class ArchiveSink:
         self.root.mkdir(parents=True, exist_ok=True)
         self.done = archived_offsets(self.root, self.topic)
         self.stop = threading.Event()
-        self.consumer = Consumer(
+        self.member = GroupMember(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
                 "group.id": consumer_group(settings),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 3_600_000,
-            }
+            },
+            [self.topic],
+            "archive",
+            settings.kafka_rejoin_timeout_s,
         )
+
+    @property
+    def consumer(self) -> Consumer:
+        return self.member.consumer
 
     def flush(self, msgs: list[Message]) -> int:
         groups: dict[tuple[int, str], list[tuple[int, bytes]]] = defaultdict(list)
@@ -146,7 +154,6 @@ class ArchiveSink:
 
     def run(self, stop: threading.Event, max_rows: int = 50_000, max_wait: float = 5.0) -> None:
         self.stop = stop
-        self.consumer.subscribe([self.topic])
         try:
             while not stop.is_set():
                 msgs: list[Message] = []
@@ -159,6 +166,8 @@ class ArchiveSink:
                     ]
                 if msgs:
                     self.flush(msgs)
+                else:
+                    self.member.heal()
         finally:
             self.consumer.close()
 

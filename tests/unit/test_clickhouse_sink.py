@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.config import Settings
 from pipeline.events import Page, Track
+from pipeline.kafka import group_member
 from pipeline.metrics import DEAD_LETTERED
 from pipeline.sinks.clickhouse import inserter, runner
 from pipeline.sinks.clickhouse.batch import Insert
@@ -106,7 +107,7 @@ def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 
 @pytest.fixture
 def sink(ch: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClickHouseSink]:
-    monkeypatch.setattr(runner, "Consumer", FakeConsumer)
+    monkeypatch.setattr(group_member, "Consumer", FakeConsumer)
     for table in ("events", "failed_events", "profile_snapshots", "daily_channel_campaign"):
         ch.command(f"TRUNCATE TABLE {table}")
     s = Settings(topic_prefix="u.", redis_prefix="u.", data_dir=tmp_path)

@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
+from pipeline.kafka.group_member import GroupMember
 from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, read_event_record
@@ -103,14 +104,17 @@ class ClickHouseSink:
             t("identity.merges"): ("customer_merges", MERGE_COLUMNS),
             t("segments.changes"): ("segment_changes", CHANGE_COLUMNS),
         }
-        self.consumer = Consumer(
+        self.member = GroupMember(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
                 "group.id": consumer_group(settings, group),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 3_600_000,
-            }
+            },
+            list(self.tables),
+            "clickhouse-sink",
+            settings.kafka_rejoin_timeout_s,
         )
         self.redis = sync_redis(settings)
         self.markers = SeenMarkers(self.redis, settings.redis_prefix)
@@ -352,9 +356,12 @@ class ClickHouseSink:
         self.finish(batch, written)
         return written
 
+    @property
+    def consumer(self) -> Consumer:
+        return self.member.consumer
+
     def run(self, stop: threading.Event, max_rows: int = 10_000, max_wait: float = 1.0) -> None:
         self.stop = self.inserter.stop = stop
-        self.consumer.subscribe(list(self.tables))
         pool = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
         in_flight: tuple[Prepared, Future[int]] | None = None
         try:
@@ -367,6 +374,8 @@ class ClickHouseSink:
                     in_flight = None
                 elif not batch.ranges and self.stored != self.committed:
                     self.commit_stored()  # idle: offsets a rejoin refused to commit
+                if in_flight is None and not batch.ranges and self.member.heal():
+                    self.carry = []  # the new consumer reads them again
                 if batch.ranges:
                     self.start(batch)
                     in_flight = (batch, pool.submit(self.write, batch))
