@@ -10,6 +10,7 @@ from the last committed offset, which sinks handle with their own idempotence).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -33,8 +34,11 @@ def commit_until_done(
     offsets: list[TopicPartition],
     stop: threading.Event,
     process: str,
+    give_up: Callable[[], bool] | None = None,
 ) -> bool:
-    """True once committed; False when the assignment was lost or ``stop`` was set."""
+    """True once committed; False when the assignment was lost, ``stop`` was set, or
+    ``give_up()`` says retrying is pointless (a consumer stuck out of its group, which the
+    caller replaces: the new one reads from the last committed offsets)."""
     delay = 0.2
     while True:
         try:
@@ -47,7 +51,7 @@ def commit_until_done(
             RETRIES.labels(f"{process}-commit").inc()
             DEPENDENCY_UP.labels(process, "kafka").set(0)
             log.warning("offset commit failed, retrying", error=str(exc)[:300], retry_in=delay)
-            if stop.wait(delay):
+            if stop.wait(delay) or (give_up is not None and give_up()):
                 return False
             delay = min(delay * 2, MAX_DELAY_S)
             continue

@@ -147,7 +147,7 @@ class ArchiveSink:
             written += len(part)
         if last:  # the manifests are the progress record: a failed commit only re-reads
             offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
-            commit_until_done(self.consumer, offsets, self.stop, "archive")
+            commit_until_done(self.consumer, offsets, self.stop, "archive", self.member.stuck)
         SINK_SECONDS.labels("archive").observe(time.perf_counter() - start)
         EVENTS_OUT.labels("archive", "events").inc(written)
         return written

@@ -46,3 +46,15 @@ def test_stop_ends_the_wait() -> None:
     stop.set()
     consumer = Consumer([KafkaError._WAIT_COORD] * 100)
     assert not commit_until_done(consumer, OFFSETS, stop, "t")  # type: ignore[arg-type]
+
+
+def test_a_stuck_consumer_gives_up_so_it_can_be_replaced() -> None:
+    consumer = Consumer([KafkaError._WAIT_COORD] * 100)
+    asked = []
+
+    def stuck() -> bool:
+        asked.append(1)
+        return len(asked) >= 3  # stuck after the third failed attempt
+
+    assert not commit_until_done(consumer, OFFSETS, threading.Event(), "t", stuck)  # type: ignore[arg-type]
+    assert consumer.commits == 0 and len(consumer.errors) == 97

@@ -341,7 +341,9 @@ class ClickHouseSink:
         if not todo:
             return True
         offsets = [TopicPartition(t, p, last + 1) for (t, p), last in todo.items()]
-        if not commit_until_done(self.consumer, offsets, self.stop, "clickhouse-sink"):
+        if not commit_until_done(
+            self.consumer, offsets, self.stop, "clickhouse-sink", self.member.stuck
+        ):
             return False
         self.committed.update(todo)
         return True
