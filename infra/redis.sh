@@ -20,7 +20,18 @@ start() {
   sed -e "s#@PORT@#$REDIS_PORT#g; s#@DATA@#$RDIR#g" "$INFRA_DIR/redis/redis.conf.in" > "$RDIR/redis.conf"
   log "starting redis on 127.0.0.1:$REDIS_PORT"
   redis-server "$RDIR/redis.conf"
-  for _ in $(seq 1 100); do ping && return 0; sleep 0.1; done
+  # A large append-only file takes a while to load (PING answers LOADING meanwhile): wait
+  # as long as the server is alive and loading, 10 s otherwise.
+  local quiet=0 said=0
+  while (( quiet < 100 )); do
+    ping && return 0
+    if redis-cli -p "$REDIS_PORT" ping 2>&1 | grep -q LOADING; then
+      (( said )) || log "redis is loading its data set (see $RDIR/redis.log)"; said=1
+    else
+      quiet=$((quiet + 1))
+    fi
+    sleep 0.1
+  done
   log "redis did not answer PING; see $RDIR/redis.log"; exit 1
 }
 
