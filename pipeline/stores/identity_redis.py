@@ -167,15 +167,15 @@ class RedisIdentityGraph:
             out.update(pending)
         return out
 
-    async def _assign(self, fresh: Sequence[tuple[str, str]]) -> None:
-        """Remember where each (event id, customer) went, unless a decision already did."""
+    async def _assign(self, fresh: Sequence[tuple[bytes, str]]) -> None:
+        """Remember where each event (its marker argument) went, unless a decision already did."""
         if not fresh:
             return
         start = self.window.starts(self.clock())[0]
         args: list[str | bytes | int] = [self.keys.event_markers_head, start]
         args.append(self.window.expire_at(start))
-        for eid, cid in fresh:
-            args += [self.window.marker_arg(eid, self.shards), pack_customer(cid)]
+        for marker, cid in fresh:
+            args += [marker, pack_customer(cid)]
         routing = self.keys.event_markers(start, 0)
         await self._assign_all(keys=[routing], args=args)
 
@@ -183,25 +183,25 @@ class RedisIdentityGraph:
         self, items: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[Resolution]:
         """Resolve (event id, identities) pairs in order; one round trip when nothing changes."""
-        usable = [self.rules.usable(ids) for _, ids in items]
-        id_keys = sorted({self.keys.identifier(*i) for ids in usable for i in ids})
-        assigned, replay_merges, values = await self._read_batch([e for e, _ in items], id_keys)
+        identifier = self.keys.identifier
+        keys_of = [[identifier(k, v) for k, v in self.rules.usable(ids)] for _, ids in items]
+        id_keys = sorted({k for keys in keys_of for k in keys})
+        markers = [self.window.marker_arg(e, self.shards) for e, _ in items]
+        event_ids = [e for e, _ in items]
+        assigned, replay_merges, values = await self._read_batch(event_ids, markers, id_keys)
         owners = dict(zip(id_keys, values, strict=True))
         touched: set[str] = set()
         out: list[Resolution | None] = []
         slow: list[tuple[int, list[str]]] = []  # (position, identifier keys)
-        for (_eid, _identities), ids, prior, merged in zip(
-            items, usable, assigned, replay_merges, strict=True
-        ):
+        for id_keys_here, prior, merged in zip(keys_of, assigned, replay_merges, strict=True):
             if prior is not None:
                 absorbed = _s(merged).split(SEP) if merged else []
                 cid = unpack_customer(prior)
                 out.append(Resolution(cid, replayed=True, replayed_merges=absorbed))
                 continue
-            id_keys_here = [self.keys.identifier(*i) for i in ids]
             found = {owners.get(k) for k in id_keys_here}
             if (
-                ids
+                id_keys_here
                 and len(found) == 1
                 and None not in found
                 and not touched.intersection(id_keys_here)
@@ -233,22 +233,22 @@ class RedisIdentityGraph:
         assert len(resolved) == len(out)
         await self._assign(
             [
-                (e, r.customer_id)
-                for (e, _), r in zip(items, resolved, strict=True)
+                (marker, r.customer_id)
+                for marker, r in zip(markers, resolved, strict=True)
                 if r.customer_id and not r.replayed
             ]
         )
         return resolved
 
     async def _read_batch(
-        self, event_ids: Sequence[str], plain: Sequence[str]
+        self, event_ids: Sequence[str], markers: Sequence[bytes], plain: Sequence[str]
     ) -> tuple[list[bytes | None], list[bytes | None], list[bytes | None]]:
         """Each event's assignment and replayed merges, and the values of ``plain`` keys."""
         if not event_ids and not plain:
             return [], [], []
         args = self.window.hashes(self.keys.event_markers_head, self.clock())
         args.append(len(event_ids))
-        args += [self.window.marker_arg(eid, self.shards) for eid in event_ids]
+        args += markers
         n = len(event_ids)
         keys = [*(self.keys.event_merges(e) for e in event_ids), *plain]
         values = await self._read(keys=keys, args=args)
