@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         default=0, description="Prometheus port of a worker or sink process (0: off)"
     )
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics")
-    worker_batch: int = Field(default=1000, ge=1, description="Events per worker batch")
+    worker_batch: int = Field(default=5000, ge=1, description="Events per worker batch")
     worker_cache: int = Field(
         default=10_000, ge=0, description="Decoded profiles a worker keeps between batches"
     )

@@ -29,12 +29,10 @@
 from __future__ import annotations
 
 import gc
-import json
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -48,6 +46,7 @@ from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, read_event_record
 from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped, until_done
+from pipeline.sinks.clickhouse.intent import intent_file, load_intent, save_intent
 from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
@@ -121,7 +120,7 @@ class ClickHouseSink:
         self.io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-markers")
         self.intent_path = intent_file(settings)
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
-        self.intent: dict[TP, tuple[int, int]] = self._load_intent()
+        self.intent: dict[TP, tuple[int, int]] = load_intent(self.intent_path)
         self.carry: list[Message] = []
         # Highest offset per partition whose insert this process has begun. A consumer that
         # rejoins its group (a broker restart) fetches again from the last committed offset,
@@ -131,19 +130,6 @@ class ClickHouseSink:
         self.stored: dict[TP, int] = {}  # highest offset per partition inserted
         self.committed: dict[TP, int] = {}  # highest offset per partition committed by us
         self.inserted = 0
-
-    # --- intent log -------------------------------------------------------------
-
-    def _load_intent(self) -> dict[TP, tuple[int, int]]:
-        if not self.intent_path.exists():
-            return {}
-        raw = json.loads(self.intent_path.read_text())
-        return {(t, int(p)): (a, b) for t, p, a, b in raw}
-
-    def _save_intent(self, ranges: dict[TP, tuple[int, int]]) -> None:
-        tmp = self.intent_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([[t, p, a, b] for (t, p), (a, b) in ranges.items()]))
-        tmp.replace(self.intent_path)
 
     # --- batching ----------------------------------------------------------------
 
@@ -305,7 +291,7 @@ class ClickHouseSink:
     def start(self, batch: Prepared) -> None:
         """Record the batch's intent; its inserts may begin after this."""
         if batch.ranges:
-            self._save_intent({**self.intent, **batch.ranges})
+            save_intent(self.intent_path, {**self.intent, **batch.ranges})
             for tp, (_first, last) in batch.ranges.items():
                 self.started[tp] = max(self.started.get(tp, -1), last)
 
@@ -323,7 +309,7 @@ class ClickHouseSink:
             return  # the intent stays: whoever reads these ranges next replays them alike
         for tp in batch.ranges:
             self.intent.pop(tp, None)
-        self._save_intent(self.intent)
+        save_intent(self.intent_path, self.intent)
 
     def commit_stored(self, must: dict[TP, tuple[int, int]] | None = None) -> bool:
         """Commit every stored offset not committed yet: the batch's (``must``) and, of the
@@ -404,7 +390,3 @@ def sink_main(
     finally:
         if server is not None:
             server.shutdown()
-
-
-def intent_file(settings: Settings) -> Path:
-    return settings.data_dir / "sinks" / f"{settings.topic_prefix}clickhouse-intent.json"
