@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import yaml
 
@@ -44,17 +45,30 @@ class Rules:
     blocked: frozenset[str] = BLOCKED_VALUES
     reassignable: frozenset[str] = frozenset({"anonymous_id"})
 
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        ranks: dict[str, int] = {}
+        for i, kind in enumerate(self.priority):
+            ranks.setdefault(kind, i)  # the first place counts, as priority.index says
+        return ranks
+
     def rank(self, kind: str) -> int:
-        base = kind.split(":", 1)[0]
-        return self.priority.index(base) if base in self.priority else len(self.priority)
+        base = kind.split(":", 1)[0] if ":" in kind else kind
+        return self._ranks.get(base, len(self.priority))
+
+    def _order(self, ident: Ident) -> tuple[int, str, str]:
+        return (self.rank(ident[0]), ident[0], ident[1])
 
     def limit(self, kind: str) -> int:
         return self.limits.get(kind, self.limits.get(kind.split(":", 1)[0], 1_000_000))
 
     def usable(self, identities: Mapping[str, str]) -> list[Ident]:
         """Identifiers that may link, strongest first."""
-        out = [(k, v) for k, v in identities.items() if v and v.strip().lower() not in self.blocked]
-        return sorted(out, key=lambda kv: (self.rank(kv[0]), kv[0], kv[1]))
+        blocked = self.blocked
+        out = [(k, v) for k, v in identities.items() if v and v.strip().lower() not in blocked]
+        if len(out) > 1:
+            out.sort(key=self._order)
+        return out
 
     def as_stored(self, salt: str, hash_pii: bool) -> Rules:
         """The rules with blocked emails also in the form identifiers reach the stage in:
