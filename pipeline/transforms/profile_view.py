@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from pipeline.transforms.conditions import Instant, walk
@@ -135,8 +136,13 @@ def render(p: Profile, now_ms: int) -> dict[str, Any]:
     return {name: build(p, now_ms) for name, build in SECTIONS.items()}
 
 
+@lru_cache(maxsize=16_384)
+def _instant_of(ms: int) -> Instant:
+    return Instant(ms)  # formatting the ISO text is most of its cost; instants recur
+
+
 def _instant(ms: int | None) -> Instant | None:
-    return Instant(ms) if ms is not None else None
+    return _instant_of(ms) if ms is not None else None
 
 
 def _lww(field: str) -> Callable[[Profile, str, Any], Any]:
