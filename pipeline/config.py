@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     )
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_rejoin_timeout_s: float = Field(
-        default=60.0,
+        default=120.0,
         gt=0,
         description="Sinks replace a consumer out of its group this long while the broker answers",
     )
