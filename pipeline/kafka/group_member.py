@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 
+from pipeline.config import Settings
 from pipeline.logs import get_logger
 from pipeline.metrics import RETRIES
 
@@ -128,6 +129,23 @@ class GroupMember:
         self.consumer = self._new()
         self.replaced += 1
         return True
+
+
+def sink_member(settings: Settings, group: str, topics: list[str], process: str) -> GroupMember:
+    """A sink's group member: manual commits (after the sink stored its records), from the
+    earliest offset for a new group, and no poll deadline (a long insert is not a failure)."""
+    return GroupMember(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.poll.interval.ms": 3_600_000,
+        },
+        topics,
+        process,
+        settings.kafka_rejoin_timeout_s,
+    )
 
 
 def _close_quietly(consumer: Consumer) -> None:

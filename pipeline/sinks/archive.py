@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
-from pipeline.kafka.group_member import GroupMember
+from pipeline.kafka.group_member import sink_member
 from pipeline.logs import get_logger
 from pipeline.metrics import EVENTS_OUT, SINK_SECONDS
 
@@ -110,18 +110,7 @@ class ArchiveSink:
         self.root.mkdir(parents=True, exist_ok=True)
         self.done = archived_offsets(self.root, self.topic)
         self.stop = threading.Event()
-        self.member = GroupMember(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": consumer_group(settings),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "max.poll.interval.ms": 3_600_000,
-            },
-            [self.topic],
-            "archive",
-            settings.kafka_rejoin_timeout_s,
-        )
+        self.member = sink_member(settings, consumer_group(settings), [self.topic], "archive")
 
     @property
     def consumer(self) -> Consumer:

@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
-from pipeline.kafka.group_member import GroupMember
+from pipeline.kafka.group_member import sink_member
 from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, read_event_record
@@ -103,17 +103,8 @@ class ClickHouseSink:
             t("identity.merges"): ("customer_merges", MERGE_COLUMNS),
             t("segments.changes"): ("segment_changes", CHANGE_COLUMNS),
         }
-        self.member = GroupMember(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": consumer_group(settings, group),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "max.poll.interval.ms": 3_600_000,
-            },
-            list(self.tables),
-            "clickhouse-sink",
-            settings.kafka_rejoin_timeout_s,
+        self.member = sink_member(
+            settings, consumer_group(settings, group), list(self.tables), "clickhouse-sink"
         )
         self.redis = sync_redis(settings)
         self.markers = SeenMarkers(self.redis, settings.redis_prefix)
