@@ -13,13 +13,12 @@ one slot and the same layout runs on one Redis or on a Redis Cluster:
 * ``{p<b>}`` -- profiles, segment sets and due timers of customer bucket ``b`` (16 buckets,
   from the customer id's last character, see :func:`bucket`): the profile script writes a
   profile and its segment memberships atomically, and these spread over the cluster;
-* ``{t}`` -- the shared event-time clock of segment timers;
-* ``{m<b>}`` -- the ClickHouse sink's duplicate markers, bucketed by event id.
+* ``{t}`` -- the shared event-time clock of segment timers.
 
-Per-event markers (an event's customer, the ClickHouse sink's duplicate marker) are not
-one key per event: a key costs ~190 bytes of Redis memory, the event id ~12 inside a
-small hash. They are fields (a 12-byte digest of the event id, see :class:`MarkerWindow`)
-of hashes per time generation and shard; a generation's hashes expire together, so the
+Per-event markers (the customer an event was assigned to) are not one key per event: a
+key costs ~190 bytes of Redis memory, the event id ~12 inside a small hash. They are
+fields (a 12-byte digest of the event id, see :class:`MarkerWindow`) of hashes per time
+generation and shard; a generation's hashes expire together, so the
 markers' memory is bounded by rate x window (README, "Redis memory").
 
   {g}:id:<kind>:<value>       -> customer id owning an identifier (identity graph)
@@ -32,7 +31,6 @@ markers' memory is bounded by rate x window (README, "Redis memory").
   {p<b>}:segment:<name>       -> sorted set of bucket b's members (score: time entered)
   {p<b>}:segments:due         -> next due time of bucket b's customers' segment timers
   {t}:segments:clock          -> the shared event-time clock
-  {m<b>}:chseen:<start>:<shard> -> hash: event id digest -> position that wrote it
   (``<start>``: unix second the generation began; markers expire with their generation)
 """
 
@@ -158,16 +156,6 @@ class RedisKeys:
     @property
     def segments_clock(self) -> str:
         return f"{self.prefix}{{t}}:segments:clock"
-
-    # --- ClickHouse sink ---------------------------------------------------------------
-
-    def clickhouse_seen_head(self, event_id: str) -> str:
-        """``clickhouse_seen(event_id, start, shard)`` is this + ``<start>:<shard>``."""
-        return f"{self.prefix}{{m{bucket(event_id)}}}:chseen:"
-
-    def clickhouse_seen(self, event_id: str, start: int, shard: int) -> str:
-        """Hash of the sink's duplicate markers: the event id's bucket, generation, shard."""
-        return f"{self.clickhouse_seen_head(event_id)}{start}:{shard}"
 
 
 # Scripts that look markers up name the hashes themselves from fragments (one declared key

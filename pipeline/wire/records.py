@@ -16,11 +16,15 @@ class RoutedEvent(Routed, tag="event", kw_only=True):
     """An event assigned to its customer by the identity stage.
 
     ``forwarded`` marks a copy redirected from an absorbed customer's partition;
-    analytics sinks skip it (the original was already counted).
+    analytics sinks skip it (the original was already counted). ``repeat`` marks an
+    event id the identity stage had already routed (a client's retry, a worker's
+    replay after a crash, a second copy in one batch): an earlier record with this
+    event id and customer may exist, so the ClickHouse sink looks before inserting.
     """
 
     event: Event
     forwarded: bool = False
+    repeat: bool = False
 
 
 class MergeCommand(Routed, tag="merge", kw_only=True):

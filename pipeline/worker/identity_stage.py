@@ -43,6 +43,7 @@ class IdentityStage:
             [(e.message_id or "", e.identities) for e in events]
         )
         now = datetime.now(UTC).isoformat()
+        routed: set[str] = set()  # event ids routed by this batch: a second copy is a repeat
         for event, res in zip(events, resolutions, strict=True):
             if res.customer_id is None:
                 self._dead_letter(
@@ -61,10 +62,13 @@ class IdentityStage:
                     )
                 self._log(d, event.message_id or "", now)
             cid = res.customer_id
+            event_id = event.message_id or ""
+            repeat = bool(event_id) and (res.replayed or event_id in routed)
+            routed.add(event_id)
             self.out.send(
                 self.by_customer,
                 cid.encode(),
-                encoder.encode(RoutedEvent(customer_id=cid, event=event)),
+                encoder.encode(RoutedEvent(customer_id=cid, event=event, repeat=repeat)),
             )
             # On replay the merges come from Redis: the first attempt may have died
             # after changing the graph and before its merge commands reached Kafka.

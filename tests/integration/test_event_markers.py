@@ -1,6 +1,6 @@
 """Per-event markers in the real Redis: bounded by the window, deduplicating inside it.
 
-The identity stage's assignments and the ClickHouse sink's duplicate markers are fields of
+The identity stage's assignments (which event went to which customer) are fields of
 hashes per time generation (``MarkerWindow``); a clock the test moves stands for the
 processing time, Redis expires the hashes by its own.
 """
@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 import redis
 import redis.asyncio as aioredis
 
 from pipeline.config import Settings
-from pipeline.sinks.clickhouse.markers import SeenMarkers
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.stores.redis_client import async_redis, sync_redis
 from pipeline.transforms.identity import Rules
@@ -76,56 +74,28 @@ async def assignments_expire_with_the_window_and_replay_inside_it(settings: Sett
     await r.aclose()
 
 
-def test_clickhouse_markers_expire_with_the_window_and_catch_copies_inside_it(
-    settings: Settings,
-) -> None:
-    client = sync_redis(settings)
-    clock, prefix = Clock(), settings.topic_prefix
-    markers = SeenMarkers(client, prefix, WINDOW, clock)
-    first = [(f"e{i}", f"0:{i}") for i in range(500)]
-    assert markers.duplicates(first) == set()
-    ttls = [client.ttl(k) for k in client.scan_iter(match=f"{prefix}{{m?}}:chseen:*")]
-    assert len(ttls) >= 16 and all(0 < t <= WINDOW.window_s + WINDOW.generation_s for t in ttls)
-    start = clock.now
-    for later in (WINDOW.generation_s, WINDOW.window_s - 1):
-        clock.now = start + later
-        assert markers.duplicates(first[:50]) == set()  # the same positions: a retry
-        copies = [(f"e{i}", f"2:{i}") for i in range(0, 500, 10)]
-        assert markers.duplicates(copies) == {p for _, p in copies}
-    clock.now = start + WINDOW.window_s + 2 * WINDOW.generation_s
-    assert markers.duplicates([("e0", "3:0")]) == set()  # older than the window: not seen
-
-
-@pytest.mark.parametrize("which", ["identity", "clickhouse"])
-def test_a_marker_costs_under_40_bytes_of_redis(settings: Settings, which: str) -> None:
+def test_a_marker_costs_under_40_bytes_of_redis(settings: Settings) -> None:
     """MEMORY USAGE of the hashes over the markers they hold (hashes filled as at ``rate``)."""
-    asyncio.run(write_markers(settings, which))
+    asyncio.run(write_markers(settings))
     prefix = settings.topic_prefix
     pattern = f"{RedisKeys(prefix).event_markers_head}*"
-    if which == "clickhouse":
-        pattern = f"{prefix}{{m?}}:chseen:*"
     client: redis.Redis = sync_redis(settings)
     keys = list(client.scan_iter(match=pattern, count=1000))
     used = sum(client.memory_usage(k, samples=0) or 0 for k in keys)
     markers = sum(client.hlen(k) for k in keys)
-    assert markers == N + (10 if which == "identity" else 0)
+    assert markers == N + 10
     assert used / markers < 40, (used / markers, len(keys))
 
 
-async def write_markers(settings: Settings, which: str) -> None:
+async def write_markers(settings: Settings) -> None:
     """N markers in one generation, the shards sized for N events a generation."""
     n, prefix, clock = N, settings.topic_prefix, Clock()
     window = MarkerWindow(600, rate=n // 150)  # ~64 markers a hash
-    if which == "identity":
-        r = async_redis(settings)
-        graph = RedisIdentityGraph(r, prefix, Rules(), window, clock)
-        await graph.resolve_batch([(f"s{i}", {"user_id": f"u{i}"}) for i in range(10)])
-        for i in range(0, n, 1000):
-            await graph.resolve_batch(
-                [(f"e{j}", {"user_id": f"u{j % 10}"}) for j in range(i, min(i + 1000, n))]
-            )
-        await r.aclose()
-    else:
-        SeenMarkers(sync_redis(settings), prefix, window, clock).duplicates(
-            [(f"e{i}", f"{i % 6}:{i}") for i in range(n)]
+    r = async_redis(settings)
+    graph = RedisIdentityGraph(r, prefix, Rules(), window, clock)
+    await graph.resolve_batch([(f"s{i}", {"user_id": f"u{i}"}) for i in range(10)])
+    for i in range(0, n, 1000):
+        await graph.resolve_batch(
+            [(f"e{j}", {"user_id": f"u{j % 10}"}) for j in range(i, min(i + 1000, n))]
         )
+    await r.aclose()

@@ -23,9 +23,6 @@ from pipeline.stores.redis_client import async_redis, sync_redis
 from pipeline.stores.segments_redis import SegmentReader
 from pipeline.transforms.identity import MemoryGraph
 from pipeline.wire.keys import BUCKETS, RedisKeys
-from tests.integration.test_clickhouse_markers import (  # noqa: F401  (on the cluster)
-    test_a_copy_is_a_duplicate_a_retry_is_not,
-)
 from tests.integration.test_identity_graph_contract import (
     RULES,
     memory_state,

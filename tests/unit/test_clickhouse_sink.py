@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.config import Settings
 from pipeline.events import Page, Track
@@ -87,16 +86,6 @@ class FakeConsumer:
         return None
 
 
-class FakeMarkers:
-    """Redis' SET NX GET in a dict."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
-
-    def duplicates(self, records: list[tuple[str, str]]) -> set[str]:
-        return {at for eid, at in records if self.seen.setdefault(eid, at) != at}
-
-
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     client = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
@@ -111,14 +100,15 @@ def sink(ch: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for table in ("events", "failed_events", "profile_snapshots", "daily_channel_campaign"):
         ch.command(f"TRUNCATE TABLE {table}")
     s = Settings(topic_prefix="u.", redis_prefix="u.", data_dir=tmp_path)
-    out = ClickHouseSink(s, ch)
-    out.markers = FakeMarkers()  # type: ignore[assignment]
-    yield out
-    out.io.shutdown()
+    yield ClickHouseSink(s, ch)
 
 
-def event_value(event: Any, forwarded: bool = False) -> bytes:
-    return encoder.encode(RoutedEvent(customer_id="c1", event=event, forwarded=forwarded))
+def event_value(
+    event: Any, forwarded: bool = False, repeat: bool = False, customer_id: str = "c1"
+) -> bytes:
+    return encoder.encode(
+        RoutedEvent(customer_id=customer_id, event=event, forwarded=forwarded, repeat=repeat)
+    )
 
 
 def batch() -> list[FakeMessage]:
@@ -126,7 +116,7 @@ def batch() -> list[FakeMessage]:
     values = [
         event_value(Page(message_id="e1", name="Home", timestamp=T, received_at=T)),
         event_value(Page(message_id="e2", timestamp=T, received_at=T)),
-        event_value(Page(message_id="e1", name="Home", timestamp=T, received_at=T)),  # a copy
+        event_value(Page(message_id="e1", name="Home", timestamp=T, received_at=T), repeat=True),
         event_value(Page(message_id="e3", timestamp=T), forwarded=True),  # counted elsewhere
         b"\x00 not json",  # undecodable
         event_value(Track(message_id="e4", event="Order Completed", properties={"revenue": "NaN"})),
@@ -165,11 +155,55 @@ def test_batch_rows_failures_commit_and_replay(sink: ClickHouseSink, ch: Client)
     # replayed after a crash: same ranges, same tokens, nothing changes (aggregates too)
     aggregates = "SELECT sum(events) FROM daily_channel_campaign"
     assert rows(ch, aggregates) == [(3,)]
-    sink.markers = FakeMarkers()  # type: ignore[assignment]  # markers expired, say
     sink.flush(by_tp)
     assert rows(ch, "SELECT count() FROM events") == [(3,)]
     assert rows(ch, "SELECT count() FROM failed_events") == [(2,)]
     assert rows(ch, aggregates) == [(3,)]
+
+
+def test_repeats_are_looked_up_where_the_first_copy_went(sink: ClickHouseSink, ch: Client) -> None:
+    topic = "u.events.by_customer"
+
+    def page(event_id: str, customer_id: str = "c1", **tags: bool) -> bytes:
+        event = Page(message_id=event_id, timestamp=T, received_at=T)
+        return event_value(event, customer_id=customer_id, **tags)
+
+    first = [page("a"), page("b"), page("x", "c2")]
+    sink.flush({(topic, 0): [FakeMessage(topic, 0, i, v) for i, v in enumerate(first)]})
+    later = [
+        page("a", repeat=True),  # a client's retry: a copy of offset 0
+        page("n", repeat=True),  # routed before, but its first copy never reached Kafka
+        page("b"),  # untagged: the identity stage routed b once (kept, not looked up)
+    ]
+    replayed = Page(message_id="x", timestamp=T, received_at=T, replayed=True)
+    again = [*later, event_value(replayed, customer_id="c3")]  # crm replay, another customer
+    msgs = [FakeMessage(topic, 0, 10 + i, v) for i, v in enumerate(again)]
+    sink.flush({(topic, 0): msgs})
+    assert rows(ch, "SELECT event_id, kafka_offset FROM events ORDER BY kafka_offset") == [
+        ("a", 0),
+        ("b", 1),
+        ("x", 2),
+        ("n", 11),
+        ("b", 12),
+    ]
+    sink.flush({(topic, 0): msgs})  # the same records again at their own positions
+    assert rows(ch, "SELECT count() FROM events") == [(5,)]
+
+
+def test_a_repeat_of_the_batch_in_flight_waits_for_it(sink: ClickHouseSink, ch: Client) -> None:
+    topic = "u.events.by_customer"
+    consumer: FakeConsumer = sink.consumer  # type: ignore[assignment]
+    values = []
+    for block in range(4):  # ten records, then their ten copies: the next batch
+        ids = [f"r{block * 10 + i}" for i in range(10)]
+        values += [event_value(Page(message_id=e, received_at=T)) for e in ids]
+        values += [event_value(Page(message_id=e, received_at=T), repeat=True) for e in ids]
+    consumer.queue = [FakeMessage(topic, 0, i, v) for i, v in enumerate(values)]
+    consumer.stop = stop = threading.Event()
+    sink.run(stop, max_rows=10, max_wait=0.05)
+    assert rows(ch, "SELECT count(), uniqExact(event_id) FROM events") == [(40, 40)]
+    committed = {(t, p): o for commit in consumer.commits for t, p, o in commit}
+    assert committed == {(topic, 0): 80}
 
 
 def test_unstorable_snapshot_goes_to_failed_events(sink: ClickHouseSink, ch: Client) -> None:
@@ -356,24 +390,6 @@ def test_a_refused_dead_letter_keeps_its_position_and_reason(
     assert rows(ch, "SELECT kafka_offset, original, reason != '' FROM failed_events") == [
         (0, "", 1)
     ]
-
-
-def test_redis_away_during_the_duplicate_check_is_waited_out(
-    sink: ClickHouseSink, ch: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(inserter, "MAX_DELAY_S", 0.01)
-    real, calls = sink.markers.duplicates, []
-
-    def duplicates(records: list[tuple[str, str]]) -> set[str]:
-        calls.append(1)
-        if len(calls) < 3:
-            raise RedisConnectionError("Connection refused")
-        return real(records)
-
-    monkeypatch.setattr(sink.markers, "duplicates", duplicates)
-    sink.flush({("u.events.by_customer", 2): batch()})
-    assert len(calls) == 3
-    assert rows(ch, "SELECT count() FROM events") == [(3,)]
 
 
 def test_an_intent_an_operator_committed_past_is_dropped(sink: ClickHouseSink) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import Settings, get_settings
-from pipeline.sinks.clickhouse.markers import SeenMarkers, pack_position
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.transforms.identity import Rules, new_customer_id
 from pipeline.wire.keys import (
@@ -41,16 +39,12 @@ def test_defaults_remember_a_day_sized_for_1000_events_a_second() -> None:
     assert w.shards(parts=16) == 21_094
 
 
-def test_the_window_settings_reach_both_markers(env: pytest.MonkeyPatch) -> None:
+def test_the_window_settings_reach_the_identity_markers(env: pytest.MonkeyPatch) -> None:
     env.setenv("CRM_DEDUPE_WINDOW_S", "3600")
     env.setenv("CRM_DEDUPE_RATE", "50")
     graph = RedisIdentityGraph(aioredis.Redis(), "t:", Rules())  # no command is sent
-    seen = SeenMarkers(redis.Redis(), "t:")
-    assert graph.window == seen.window == MarkerWindow(3600, 50)
+    assert graph.window == MarkerWindow(3600, 50)
     assert graph.shards == 1 + 50 * 900 // 64
-    assert seen.shards == 44  # ceil(50 x 900 / 64 / 16)
-    explicit = MarkerWindow(600, 5)
-    assert SeenMarkers(redis.Redis(), "t:", explicit).window == explicit
 
 
 @pytest.mark.parametrize("window_s", ["59", "-1", "x"])
@@ -106,8 +100,6 @@ def test_scripts_name_the_hashes_as_the_key_owner_does() -> None:
     assert n == len(starts) == w.GENERATIONS + 1
     assert starts == w.starts(NOW) == sorted(starts, reverse=True)
     assert [f"{head!s}{s}:3" for s in starts] == [keys.event_markers(int(s), 3) for s in starts]
-    seen = keys.clickhouse_seen_head("e1")
-    assert f"{seen}{starts[0]}:3" == keys.clickhouse_seen("e1", int(starts[0]), 3)
 
 
 @given(st.binary(min_size=10, max_size=10))
@@ -127,21 +119,6 @@ def test_new_customer_ids_are_compact() -> None:
     cid = new_customer_id(("user_id", "u1"))
     assert len(pack_customer(cid)) in (10, 23)
     assert pack_customer("C_" + cid[2:].upper()) == b"=" + ("C_" + cid[2:].upper()).encode()
-
-
-@given(
-    st.tuples(st.integers(0, 2**15 - 1), st.integers(0, 2**48 - 1)),
-    st.tuples(st.integers(0, 2**15 - 1), st.integers(0, 2**48 - 1)),
-)
-def test_positions_pack_into_distinct_integers(a: tuple[int, int], b: tuple[int, int]) -> None:
-    pa, pb = pack_position(f"{a[0]}:{a[1]}"), pack_position(f"{b[0]}:{b[1]}")
-    assert int(pa) < 2**63
-    assert (pa == pb) == (a == b)
-
-
-@pytest.mark.parametrize("position", ["x:1", "1:", "1:2:3", "1", "40000:1", "٣:1"])
-def test_other_positions_are_kept_as_text(position: str) -> None:
-    assert pack_position(position) == "=" + position
 
 
 def test_the_scripts_split_markers_at_the_field_length() -> None:

@@ -45,12 +45,3 @@ def test_customer_ids_spread_over_all_buckets():
     assert seen == set(BUCKETS)
     # ... and the buckets over different slots, so a cluster spreads profiles
     assert len({key_slot(K.profile(f"c_{b}").encode()) for b in BUCKETS}) == 16
-
-
-@given(st.text(min_size=1, max_size=40), st.integers(0, 2**31), st.integers(0, 2**20))
-def test_an_event_ids_clickhouse_markers_share_a_slot_in_every_generation(
-    event_id: str, start: int, shard: int
-):
-    slots = {key_slot(K.clickhouse_seen(event_id, s, shard).encode()) for s in (start, start + 9)}
-    assert len(slots) == 1
-    assert K.clickhouse_seen(event_id, start, shard).startswith(f"crm:{{m{bucket(event_id)}}}:")

@@ -195,6 +195,7 @@ class SinkRouted(msgspec.Struct):
     customer_id: str = ""
     event: _Event | None = None
     forwarded: bool = False
+    repeat: bool = False
 
 
 class _Context(msgspec.Struct):

@@ -26,13 +26,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.logs import get_logger
 from pipeline.metrics import DEAD_LETTERED, DEPENDENCY_UP, EVENTS_OUT, RETRIES, SINK_SECONDS
@@ -41,7 +38,6 @@ from pipeline.sinks.clickhouse.rows import FAILED_COLUMNS
 from pipeline.sinks.clickhouse.wire import FORMAT, SINK_ERROR, message_failure, pack
 
 log = get_logger("clickhouse-sink")
-T = TypeVar("T")
 Kind = Literal["transient", "configuration", "data"]
 MAX_DELAY_S = 10.0
 # Codes of a busy or briefly unavailable server: the same insert will succeed later.
@@ -78,13 +74,6 @@ CONFIGURATION_CODES = frozenset(
         497,  # ACCESS_DENIED
         516,  # AUTHENTICATION_FAILED
     }
-)
-# Outages of the sink's other dependency, Redis (its duplicate markers).
-REDIS_OUTAGES: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    OSError,
 )
 _CODE = re.compile(r"Code: (\d+)\.")
 _ORIGINAL = FAILED_COLUMNS.index("original")
@@ -123,22 +112,6 @@ class Backoff:
         if self.stop.wait(self.delay):
             raise SinkStopped
         self.delay = min(self.delay * 2, MAX_DELAY_S)
-
-
-def until_done(step: str, run: Callable[[], T], stop: threading.Event) -> T:
-    """``run()``, again while Redis is away (counted, logged, reported as down)."""
-    backoff = Backoff(stop, 0.1)
-    while True:
-        try:
-            result = run()
-        except REDIS_OUTAGES as exc:
-            RETRIES.labels(step).inc()
-            DEPENDENCY_UP.labels("clickhouse-sink", "redis").set(0)
-            log.warning("redis unavailable, retrying", step=step, error=str(exc)[:300])
-            backoff.wait()
-            continue
-        DEPENDENCY_UP.labels("clickhouse-sink", "redis").set(1)
-        return result
 
 
 class Inserter:

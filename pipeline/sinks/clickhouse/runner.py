@@ -10,13 +10,13 @@
 * offsets are committed only after every insert of the batch succeeded;
 * ClickHouse unavailable or busy: back off and retry the same insert, dropping
   nothing; rows ClickHouse refuses are split out of their insert and dead-lettered
-  (``inserter.py``); Redis away: the duplicate check waits for it; SIGTERM ends
-  every wait at once (the batch's intent is replayed at the next start);
+  (``inserter.py``); SIGTERM ends every wait at once (the batch's intent is
+  replayed at the next start);
 * duplicate events (same event id at another offset, from a client retry or a
-  replayed worker) are skipped with a Redis marker keyed by event id whose value
-  is the record's own position, so a retried record is never mistaken for a copy;
-  events re-published by ``crm replay`` (possibly older than the markers' TTL) are
-  also checked against the ``events`` table itself;
+  replayed worker) are skipped: the identity stage tags every event id it had
+  already routed (``repeat``), ``crm replay`` its copies (``replayed``), and only
+  those records are looked up, in the batch and in the ``events`` table
+  (``repeats.py``); the sink needs no state of its own outside ClickHouse;
 * ClickHouse parses the rows: each insert is one MsgPack blob (``wire.py``), not
   Python values serialised one by one; a record that cannot be decoded or stored
   becomes a ``failed_events`` row (``error_type = 'sink'``, inserted with the same
@@ -45,9 +45,16 @@ from pipeline.kafka.group_member import sink_member
 from pipeline.logs import get_logger
 from pipeline.sinks.clickhouse.batch import TP, Insert, Prepared, gc_paused
 from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, read_event_record
-from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped, until_done
+from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped
 from pipeline.sinks.clickhouse.intent import intent_file, load_intent, save_intent
-from pipeline.sinks.clickhouse.markers import SeenMarkers
+from pipeline.sinks.clickhouse.repeats import (
+    REPEATS_SQL,
+    REPLAYED_SQL,
+    Candidate,
+    copies_in_batch,
+    copies_stored,
+    lookups,
+)
 from pipeline.sinks.clickhouse.rows import (
     CHANGE_COLUMNS,
     EVENT_COLUMNS,
@@ -65,7 +72,6 @@ from pipeline.sinks.clickhouse.wire import (
     pack_each,
     snapshot_wire,
 )
-from pipeline.stores.redis_client import sync_redis
 from pipeline.wire.change import Change
 from pipeline.wire.records import IdentityDecision, RoutedEvent
 
@@ -106,9 +112,7 @@ class ClickHouseSink:
         self.member = sink_member(
             settings, consumer_group(settings, group), list(self.tables), "clickhouse-sink"
         )
-        self.redis = sync_redis(settings)
-        self.markers = SeenMarkers(self.redis, settings.redis_prefix)
-        self.io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-markers")
+        self.in_flight: tuple[Prepared, Future[int]] | None = None  # inserting meanwhile
         self.intent_path = intent_file(settings)
         self.intent_path.parent.mkdir(parents=True, exist_ok=True)
         self.intent: dict[TP, tuple[int, int]] = load_intent(self.intent_path)
@@ -168,55 +172,56 @@ class ClickHouseSink:
                 self.carry.extend(by_tp.pop(tp))  # wait until the whole range is back
         return dict(by_tp)
 
-    def _already_inserted(self, event_ids: list[str]) -> set[str]:
-        """Replayed events may be older than the Redis markers' TTL: ask ClickHouse itself."""
-        if not event_ids:
-            return set()
-        result = self.inserter.query(
-            "SELECT DISTINCT event_id FROM events WHERE event_id IN %(ids)s", {"ids": event_ids}
-        )
-        return {row[0] for row in result.result_rows}
-
     def _events(
         self, msgs: list[Message], partition: int, failed: list[tuple[list[Any], Message]]
     ) -> list[tuple[list[Any], Message]]:
-        routed: list[tuple[SinkRouted | RoutedEvent, Message, str, str, bool]] = []
+        routed: list[tuple[SinkRouted | RoutedEvent, Message]] = []
+        doubtful = False
         for m in msgs:
             try:
                 rec = read_event_record(m.value() or b"{}")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 failed.append((message_failure(m, f"undecodable record: {exc}"), m))
                 continue
-            if rec is not None and (ev := rec.event) is not None:
-                at = f"{partition}:{m.offset()}"
-                routed.append((rec, m, at, ev.message_id or "", ev.replayed))
-        # Redis checks the markers on the other core while this thread builds the rows
-        positions = [(r[3], r[2]) for r in routed]
-        marking = self.io.submit(
-            until_done, "clickhouse-markers", lambda: self.markers.duplicates(positions), self.stop
-        )
-        present = self._already_inserted([r[3] for r in routed if r[4]])
-        built: list[tuple[list[Any] | Exception, Message, str]] = []
-        for rec, m, at, event_id, replayed in routed:
-            if replayed and event_id in present:
+            if rec is not None and rec.event is not None:
+                routed.append((rec, m))
+                doubtful = doubtful or rec.repeat or rec.event.replayed
+        skip = self._copies(routed, partition) if doubtful else set()
+        rows: list[tuple[list[Any], Message]] = []
+        for rec, m in routed:
+            offset = m.offset() or 0
+            if skip and f"{partition}:{offset}" in skip:
                 continue
             try:
-                row: list[Any] | Exception = event_record_row(
-                    rec, m.value() or b"{}", m.offset() or 0, partition
-                )
+                row = event_record_row(rec, m.value() or b"{}", offset, partition)
             except Exception as exc:  # one bad row must not stop the others
-                row = exc
-            built.append((row, m, at))
-        dupes = marking.result()
-        rows: list[tuple[list[Any], Message]] = []
-        for row, m, at in built:
-            if at in dupes:
+                failed.append((message_failure(m, f"events: {exc}"), m))
                 continue
-            if isinstance(row, Exception):
-                failed.append((message_failure(m, f"events: {row}"), m))
-            else:
-                rows.append((row, m))
+            rows.append((row, m))
         return rows
+
+    def _copies(
+        self, routed: list[tuple[SinkRouted | RoutedEvent, Message]], partition: int
+    ) -> set[str]:
+        """Positions of records that copy an event already written (``repeats.py``)."""
+        batch = [
+            Candidate(
+                rec.customer_id,
+                rec.event.message_id or "",
+                f"{partition}:{m.offset() or 0}",
+                rec.repeat,
+                rec.event.replayed,
+            )
+            for rec, m in routed
+            if rec.event is not None
+        ]
+        self.settle()  # the batch in flight may hold the first copies
+        skip = copies_in_batch(batch)
+        stored: list[tuple[str, str, int, int]] = []
+        for sql, params in zip((REPEATS_SQL, REPLAYED_SQL), lookups(batch, skip), strict=True):
+            if params is not None:
+                stored += [tuple(r) for r in self.inserter.query(sql, params).result_rows]
+        return skip | copies_stored(batch, stored, skip)
 
     def rows_for(
         self, topic: str, msgs: list[Message]
@@ -339,32 +344,35 @@ class ClickHouseSink:
     def consumer(self) -> Consumer:
         return self.member.consumer
 
+    def settle(self) -> None:
+        """Wait for the batch in flight; commit its offsets and clear its intent."""
+        if self.in_flight is not None:
+            batch, inserted = self.in_flight
+            self.in_flight = None
+            self.finish(batch, inserted.result())
+
     def run(self, stop: threading.Event, max_rows: int = 10_000, max_wait: float = 1.0) -> None:
         self.stop = self.inserter.stop = stop
         pool = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
-        in_flight: tuple[Prepared, Future[int]] | None = None
         try:
             gc.freeze()  # what startup loaded is never garbage: keep it out of collections
             while not stop.is_set():
                 with gc_paused():
                     batch = self.prepare(self.collect(max_rows, max_wait))
-                if in_flight is not None:
-                    self.finish(in_flight[0], in_flight[1].result())
-                    in_flight = None
+                if self.in_flight is not None:
+                    self.settle()
                 elif not batch.ranges and self.stored != self.committed:
                     self.commit_stored()  # idle: offsets a rejoin refused to commit
-                if in_flight is None and not batch.ranges and self.member.heal():
+                if not batch.ranges and self.member.heal():
                     self.carry = []  # the new consumer reads them again
                 if batch.ranges:
                     self.start(batch)
-                    in_flight = (batch, pool.submit(self.write, batch))
-            if in_flight is not None:
-                self.finish(in_flight[0], in_flight[1].result())
-        except SinkStopped:  # stopped while waiting for ClickHouse or Redis
+                    self.in_flight = (batch, pool.submit(self.write, batch))
+            self.settle()
+        except SinkStopped:  # stopped while waiting for ClickHouse
             log.warning("stopped before the batch was stored; it is replayed at the next start")
         finally:
             pool.shutdown(wait=True)
-            self.io.shutdown(wait=True)
             self.consumer.close()
 
 
