@@ -10,30 +10,10 @@ from pipeline.config import Settings
 from pipeline.events import Page
 from pipeline.stores.identity_redis import RedisIdentityGraph
 from pipeline.stores.redis_client import async_redis
+from pipeline.testing import Outbox
 from pipeline.transforms.identity import Rules
 from pipeline.wire.records import RoutedEvent, encoder, routed_decoder
 from pipeline.worker.identity_stage import IdentityStage
-from pipeline.worker.outputs import Positions
-
-
-class Captured:
-    """``Outputs`` that keeps what the stage sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None:
-        self.sent.append((topic, key, value))
-
-    async def confirm(self) -> Positions:
-        raise NotImplementedError
 
 
 def page(event_id: str | None, user: str) -> bytes:
@@ -41,8 +21,8 @@ def page(event_id: str | None, user: str) -> bytes:
     return encoder.encode(event)
 
 
-def routed(out: Captured) -> list[tuple[str, str, bool]]:
-    records = [routed_decoder.decode(v or b"") for t, _k, v in out.sent if t == "by_customer"]
+def routed(out: Outbox) -> list[tuple[str, str, bool]]:
+    records = [routed_decoder.decode(v or b"") for t, _k, v in out.take() if t == "by_customer"]
     return [
         (r.event.message_id or "", r.customer_id, r.repeat)
         for r in records
@@ -54,7 +34,7 @@ def test_an_event_id_routed_before_is_tagged_repeat(settings: Settings) -> None:
     async def run() -> tuple[list[tuple[str, str, bool]], list[tuple[str, str, bool]]]:
         r = async_redis(settings)
         graph = RedisIdentityGraph(r, f"{settings.redis_prefix}{uuid.uuid4().hex[:6]}:", Rules())
-        first, second = Captured(), Captured()
+        first, second = Outbox(), Outbox()
         kw = {"by_customer": "by_customer", "merges": "merges", "dlq": "dlq"}
         # a second copy in the same batch, an id-less event twice, then a client's retry
         await IdentityStage(graph, first, **kw).process(

@@ -7,6 +7,7 @@ here, in a session with the same limits, ``readonly=1`` and vetting as the endpo
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,6 +23,16 @@ from pipeline.sinks.clickhouse.sql_safety import Limits, SqlRefused, vet_stateme
 
 _clients: dict[tuple[int, str], Client] = {}
 _clients_lock = threading.Lock()
+
+
+def _not_driver_noise(record: logging.LogRecord) -> bool:
+    """clickhouse-connect logs a warning (with a traceback) for every refused connection
+    before raising ``OperationalError``; the callers here handle that error (no sink
+    running: open the store, or say so), so the warning only floods pollers' output."""
+    return record.getMessage() != "Unexpected Http Driver Exception"
+
+
+logging.getLogger("clickhouse_connect.driver._backend.http_sync").addFilter(_not_driver_noise)
 
 
 def query(settings: Settings, sql: str, open_store: bool = True) -> dict[str, Any]:
