@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     dedupe_window_s: int = Field(
         default=86_400,
         ge=60,
-        description="Seconds an event id is remembered by the identity stage and the ClickHouse"
-        " sink (markers live up to 5/4 of it)",
+        description="Seconds the identity stage remembers where an event id went (a copy inside"
+        " it is tagged repeat, which the ClickHouse sink skips; markers live up to 5/4 of it)",
     )
     dedupe_rate: int = Field(
         default=1000,

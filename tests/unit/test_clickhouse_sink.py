@@ -164,8 +164,8 @@ def test_batch_rows_failures_commit_and_replay(sink: ClickHouseSink, ch: Client)
 def test_repeats_are_looked_up_where_the_first_copy_went(sink: ClickHouseSink, ch: Client) -> None:
     topic = "u.events.by_customer"
 
-    def page(event_id: str, customer_id: str = "c1", **tags: bool) -> bytes:
-        event = Page(message_id=event_id, timestamp=T, received_at=T)
+    def page(event_id: str, customer_id: str = "c1", at: datetime = T, **tags: bool) -> bytes:
+        event = Page(message_id=event_id, timestamp=at, received_at=T)
         return event_value(event, customer_id=customer_id, **tags)
 
     first = [page("a"), page("b"), page("x", "c2")]
@@ -173,7 +173,9 @@ def test_repeats_are_looked_up_where_the_first_copy_went(sink: ClickHouseSink, c
     later = [
         page("a", repeat=True),  # a client's retry: a copy of offset 0
         page("n", repeat=True),  # routed before, but its first copy never reached Kafka
-        page("b"),  # untagged: the identity stage routed b once (kept, not looked up)
+        # untagged: the identity stage routed b once (kept, not looked up; another event
+        # time, so the ReplacingMergeTree's background merges cannot fold the two rows)
+        page("b", at=T.replace(minute=1)),
     ]
     replayed = Page(message_id="x", timestamp=T, received_at=T, replayed=True)
     again = [*later, event_value(replayed, customer_id="c3")]  # crm replay, another customer
@@ -188,6 +190,21 @@ def test_repeats_are_looked_up_where_the_first_copy_went(sink: ClickHouseSink, c
     ]
     sink.flush({(topic, 0): msgs})  # the same records again at their own positions
     assert rows(ch, "SELECT count() FROM events") == [(5,)]
+
+
+def test_a_whole_batch_of_repeats_is_looked_up_in_chunks(sink: ClickHouseSink, ch: Client) -> None:
+    """After a worker's crash everything it re-sends is tagged: 10,000 ids of 36 characters
+    in one query would pass ClickHouse's max_query_size and fail the batch at every start."""
+    topic = "u.events.by_customer"
+    ids = [f"{i:036d}" for i in range(10_000)]
+    first = [event_value(Page(message_id=e, timestamp=T, received_at=T)) for e in ids]
+    sink.flush({(topic, 1): [FakeMessage(topic, 1, i, v) for i, v in enumerate(first)]})
+    again = [event_value(Page(message_id=e, timestamp=T, received_at=T), repeat=True) for e in ids]
+    msgs = [FakeMessage(topic, 1, 10_000 + i, v) for i, v in enumerate(again)]
+    assert sink.flush({(topic, 1): msgs}) == 0
+    assert rows(ch, "SELECT count(), min(kafka_offset), max(kafka_offset) FROM events") == [
+        (10_000, 0, 9_999)
+    ]
 
 
 def test_a_repeat_of_the_batch_in_flight_waits_for_it(sink: ClickHouseSink, ch: Client) -> None:

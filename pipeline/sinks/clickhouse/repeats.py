@@ -27,6 +27,7 @@ REPEATS_SQL = (
     "SELECT customer_id, event_id, kafka_partition, kafka_offset FROM events"
     " WHERE customer_id IN %(customers)s AND event_id IN %(ids)s"
 )
+LOOKUP_CHUNK = 1000  # event ids a lookup query names
 REPLAYED_SQL = (
     "SELECT customer_id, event_id, kafka_partition, kafka_offset FROM events"
     " WHERE event_id IN %(ids)s"
@@ -61,21 +62,34 @@ def copies_in_batch(batch: Sequence[Candidate]) -> set[str]:
     return out
 
 
-def lookups(batch: Sequence[Candidate], skip: set[str]) -> tuple[dict[str, list[str]] | None, ...]:
-    """Parameters of ``REPEATS_SQL`` and ``REPLAYED_SQL`` for the records still in doubt
-    (None: that query is not needed)."""
-    repeats = [c for c in batch if c.doubtful and not c.replayed and c.at not in skip]
-    replayed = [c for c in batch if c.doubtful and c.replayed and c.at not in skip]
-    by_customer = (
+def lookups(
+    batch: Sequence[Candidate], skip: set[str], chunk: int = LOOKUP_CHUNK
+) -> list[tuple[str, dict[str, list[str]]]]:
+    """The queries (SQL, parameters) that find stored rows of the records still in doubt.
+
+    At most ``chunk`` event ids a query: the parameters are bound into the SQL text, and
+    a whole batch of ids (a worker's replay after a crash tags everything it re-sends)
+    would pass ClickHouse's ``max_query_size`` (256 KiB), failing the batch every time.
+    """
+    repeats = sorted(
         {
-            "customers": sorted({c.customer_id for c in repeats}),
-            "ids": sorted({c.event_id for c in repeats}),
+            (c.event_id, c.customer_id)
+            for c in batch
+            if c.doubtful and not c.replayed and c.at not in skip
         }
-        if repeats
-        else None
     )
-    by_id = {"ids": sorted({c.event_id for c in replayed})} if replayed else None
-    return by_customer, by_id
+    replayed = sorted({c.event_id for c in batch if c.doubtful and c.replayed and c.at not in skip})
+    out: list[tuple[str, dict[str, list[str]]]] = []
+    for i in range(0, len(repeats), chunk):
+        part = repeats[i : i + chunk]
+        params = {
+            "customers": sorted({cid for _eid, cid in part}),
+            "ids": sorted({eid for eid, _cid in part}),
+        }
+        out.append((REPEATS_SQL, params))
+    for i in range(0, len(replayed), chunk):
+        out.append((REPLAYED_SQL, {"ids": replayed[i : i + chunk]}))
+    return out
 
 
 def copies_stored(

@@ -48,8 +48,6 @@ from pipeline.sinks.clickhouse.event_wire import SinkRouted, event_record_row, r
 from pipeline.sinks.clickhouse.inserter import Inserter, SinkStopped
 from pipeline.sinks.clickhouse.intent import intent_file, load_intent, save_intent
 from pipeline.sinks.clickhouse.repeats import (
-    REPEATS_SQL,
-    REPLAYED_SQL,
     Candidate,
     copies_in_batch,
     copies_stored,
@@ -218,9 +216,8 @@ class ClickHouseSink:
         self.settle()  # the batch in flight may hold the first copies
         skip = copies_in_batch(batch)
         stored: list[tuple[str, str, int, int]] = []
-        for sql, params in zip((REPEATS_SQL, REPLAYED_SQL), lookups(batch, skip), strict=True):
-            if params is not None:
-                stored += [tuple(r) for r in self.inserter.query(sql, params).result_rows]
+        for sql, params in lookups(batch, skip):
+            stored += [tuple(r) for r in self.inserter.query(sql, params).result_rows]
         return skip | copies_stored(batch, stored, skip)
 
     def rows_for(
