@@ -1,8 +1,9 @@
 """``fold(profile, event)``: what one event contributes to a customer's profile.
 
-Implemented as ``combine(profile, contribution(event))`` for the order-independent
-parts, so folding and merging cannot disagree: a profile is the combine of its
-events' contributions, in any order, each event id once.
+Folding an event equals ``combine(profile, contribution(event))``, so folding and
+merging cannot disagree: a profile is the combine of its events' contributions, in any
+order, each event id once. One function (``_apply``) adds an event to a profile in place;
+``contribution`` is that function applied to an empty profile.
 """
 
 from __future__ import annotations
@@ -25,14 +26,21 @@ from pipeline.events import (
 )
 from pipeline.transforms.attribution import touch_of
 from pipeline.transforms.profile import (
+    MAX_PURCHASE_TIMES,
+    MAX_SEEN,
     Lww,
     Profile,
     Session,
     Span,
     Spend,
     Touch,
+    add_session,
     combine,
-    merge_into,
+    lww_into,
+    prune_seen,
+    spend_into,
+    touch_into,
+    union_into,
 )
 
 WEB_TYPES = (Page, Screen, Track)
@@ -92,18 +100,16 @@ def _spend(keys: list[tuple[str | None, int]]) -> dict[str, Spend]:
 def _purchase(
     p: Profile, t: int, total_cents: int, lines: list[_Line], rules: FoldRules, channel: str
 ) -> None:
-    p.orders = 1
-    p.revenue_cents = total_cents
-    p.purchase_times = [t]
-    p.categories = _spend([(li.category, li.cents) for li in lines])
-    p.brands = _spend([(li.brand, li.cents) for li in lines])
-    skus: dict[str, int] = {}
+    p.orders += 1
+    p.revenue_cents += total_cents
+    p.purchase_times = union_into(p.purchase_times, [t], MAX_PURCHASE_TIMES)
+    spend_into(p.categories, _spend([(li.category, li.cents) for li in lines]))
+    spend_into(p.brands, _spend([(li.brand, li.cents) for li in lines]))
     for li in lines:
         if li.sku:
-            skus[li.sku] = skus.get(li.sku, 0) + li.quantity
-    p.skus_bought = skus
-    p.affinity = _affinity(t, [(li.category, li.brand, PURCHASE_WEIGHT) for li in lines])
-    p.points_earned = rules.points(channel, total_cents, [(li.category, li.cents) for li in lines])
+            p.skus_bought[li.sku] = p.skus_bought.get(li.sku, 0) + li.quantity
+    touch_into(p.affinity, _affinity(t, [(li.category, li.brand, PURCHASE_WEIGHT) for li in lines]))
+    p.points_earned += rules.points(channel, total_cents, [(li.category, li.cents) for li in lines])
 
 
 # How much one touch says about a preference: a view, a cart add, a purchased line.
@@ -138,50 +144,76 @@ def _web_line(prod: dict[str, object]) -> _Line:
 
 def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULES) -> Profile:
     """The profile of a customer who did exactly this one event."""
+    p = Profile(customer_id=customer_id)
+    _apply(p, event, rules)
+    return p
+
+
+def _apply(p: Profile, event: Event, rules: FoldRules) -> None:
+    """Add one event to ``p`` in place: ``merge_into(p, <that event's one-event profile>)``.
+
+    Written field by field rather than as that merge, which would build a forty-field
+    profile per event only to add it; ``tests/unit/test_fold_direct.py`` checks the two
+    agree for every kind of event.
+    """
     t = event_time_ms(event)
     eid = event.message_id or ""
     kind = event_type(event)
     channel = CHANNEL_BY_TYPE.get(kind, kind)
-    p = Profile(
-        customer_id=customer_id, version=1, events=1, seen={eid: t}, first_seen=t, last_seen=t
+    p.version += 1
+    p.events += 1
+    p.seen[eid] = t
+    if len(p.seen) > MAX_SEEN:
+        p.seen = prune_seen(p.seen)
+    p.first_seen = t if p.first_seen is None else min(p.first_seen, t)
+    p.last_seen = t if p.last_seen is None else max(p.last_seen, t)
+    for k, v in sorted(event.identities.items()):
+        p.identifiers[k] = union_into(p.identifiers.get(k, []), [v])
+    span = p.channels.get(channel)
+    p.channels[channel] = (
+        Span(t, t, 1)
+        if span is None
+        else Span(min(span.first, t), max(span.last, t), span.count + 1)
     )
-    p.identifiers = {k: [v] for k, v in sorted(event.identities.items())}
-    p.channels = {channel: Span(t, t, 1)}
     label = f"{kind}:{event.event}" if isinstance(event, Track) else kind
-    p.counts = {label: 1}
+    p.counts[label] = p.counts.get(label, 0) + 1
+    traits: dict[str, Lww] = {}
     context = event.context
     if context:
         # Segment's context.traits carry identify traits on any call (RudderStack's JS SDK
         # sends them only there); the call's own traits win on a conflict.
         ctx_traits = context.get("traits")
         if isinstance(ctx_traits, dict) and ctx_traits:
-            p.traits = {str(k): Lww(v, t, eid) for k, v in ctx_traits.items()}
+            traits = {str(k): Lww(v, t, eid) for k, v in ctx_traits.items()}
         touch = touch_of(context)
-        if touch is not None:
+        if touch is not None and (
+            p.first_touch is None or (t, eid) < (p.first_touch.ts, p.first_touch.eid)
+        ):
             p.first_touch = Lww(touch, t, eid)
 
     stated = isinstance(event, Track) and event.event == PREFERENCES_EVENT
     if isinstance(event, WEB_TYPES) and not stated:
         is_page = isinstance(event, Page | Screen)
         product = isinstance(event, Track) and event.event == "Product Viewed"
-        p.sessions = [Session(t, t, 1, int(is_page), int(product))]
-        p.page_views = int(is_page)
+        p.sessions = add_session(p.sessions, Session(t, t, 1, int(is_page), int(product)))
+        p.page_views += int(is_page)
     if isinstance(event, Track):
         props = event.properties
         sku = str(props.get("sku") or props.get("product_id") or "")
         if event.event == "Product Viewed" and sku:
-            p.product_views = {sku: 1}
+            p.product_views[sku] = p.product_views.get(sku, 0) + 1
             line = _web_line(props)
-            p.affinity = _affinity(t, [(line.category, line.brand, VIEW_WEIGHT)])
+            touch_into(p.affinity, _affinity(t, [(line.category, line.brand, VIEW_WEIGHT)]))
         elif event.event == "Product Added":
-            p.cart_adds = 1
+            p.cart_adds += 1
             line = _web_line(props)
-            p.cart_cents = line.cents
-            p.affinity = _affinity(t, [(line.category, line.brand, CART_WEIGHT)])
+            p.cart_cents += line.cents
+            touch_into(p.affinity, _affinity(t, [(line.category, line.brand, CART_WEIGHT)]))
         elif event.event == PREFERENCES_EVENT:
-            p.preferences = {
-                k: Lww(v, t, eid) for k, v in sorted(props.items()) if k in PREFERENCE_KEYS
-            }
+            lww_into(
+                p.preferences,
+                {k: Lww(v, t, eid) for k, v in sorted(props.items()) if k in PREFERENCE_KEYS},
+            )
         elif event.event == "Order Completed":
             products = props.get("products") or []
             lines = [_web_line(prod) for prod in products if isinstance(prod, dict)]
@@ -190,27 +222,32 @@ def contribution(event: Event, customer_id: str, rules: FoldRules = DEFAULT_RULE
             )
             _purchase(p, t, total, lines, rules, "web")
     elif isinstance(event, Identify):
-        p.traits = {**p.traits, **{k: Lww(v, t, eid) for k, v in event.traits.items()}}
+        traits.update({k: Lww(v, t, eid) for k, v in event.traits.items()})
     elif isinstance(event, Group):
-        p.groups = {event.group_id: {k: Lww(v, t, eid) for k, v in event.traits.items()}}
+        lww_into(
+            p.groups.setdefault(event.group_id, {}),
+            {k: Lww(v, t, eid) for k, v in event.traits.items()},
+        )
     elif isinstance(event, PosTransaction):
         pos_lines = [
             _Line(li.sku, li.category, li.brand, li.quantity, cents(li.price) * li.quantity)
             for li in event.items
         ]
         _purchase(p, t, cents(event.total), pos_lines, rules, "store")
-        p.stores = {event.store_id: 1}
-        p.points_redeemed = event.points_redeemed
+        p.stores[event.store_id] = p.stores.get(event.store_id, 0) + 1
+        p.points_redeemed += event.points_redeemed
     elif isinstance(event, Email):
-        p.email = {event.campaign_id or "(none)": {event.action: 1}}
+        actions = p.email.setdefault(event.campaign_id or "(none)", {})
+        actions[event.action] = actions.get(event.action, 0) + 1
     elif isinstance(event, Consent):
-        p.consent = {event.purpose: Lww(event.status, t, eid)}
+        lww_into(p.consent, {event.purpose: Lww(event.status, t, eid)})
     elif isinstance(event, Support):
-        p.support = {event.kind: 1}
+        p.support[event.kind] = p.support.get(event.kind, 0) + 1
         if event.kind == "complaint":
-            p.complaint_topics = {event.topic: 1}
-        p.cases = {event.case_id or eid: Lww(f"{event.kind}:{event.status}", t, eid)}
-    return p
+            p.complaint_topics[event.topic] = p.complaint_topics.get(event.topic, 0) + 1
+        lww_into(p.cases, {event.case_id or eid: Lww(f"{event.kind}:{event.status}", t, eid)})
+    if traits:
+        lww_into(p.traits, traits)
 
 
 def is_duplicate(profile: Profile, event: Event) -> bool:
@@ -228,5 +265,5 @@ def fold_into(profile: Profile, event: Event, rules: FoldRules = DEFAULT_RULES) 
     """``fold`` in place, for the owner of ``profile``; returns whether anything changed."""
     if is_duplicate(profile, event):
         return False
-    merge_into(profile, contribution(event, profile.customer_id, rules))
+    _apply(profile, event, rules)
     return True

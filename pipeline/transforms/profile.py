@@ -16,6 +16,7 @@ deterministically; README lists where that makes very old late events approximat
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import msgspec
@@ -203,12 +204,12 @@ def _minmax(a: int | None, b: int | None, pick: Any) -> int | None:
     return int(pick(a, b))
 
 
-def _add_into(a: dict[str, int], b: dict[str, int]) -> None:
+def add_into(a: dict[str, int], b: dict[str, int]) -> None:
     for k, v in b.items():
         a[k] = a.get(k, 0) + v
 
 
-def _spend_into(a: dict[str, Spend], b: dict[str, Spend]) -> None:
+def spend_into(a: dict[str, Spend], b: dict[str, Spend]) -> None:
     for k, v in b.items():
         cur = a.get(k)
         a[k] = (
@@ -218,22 +219,42 @@ def _spend_into(a: dict[str, Spend], b: dict[str, Spend]) -> None:
         )
 
 
-def _lww_into(a: dict[str, Lww], b: dict[str, Lww]) -> None:
+def touch_into(a: dict[str, Touch], b: dict[str, Touch]) -> None:
+    for k, t in b.items():
+        had = a.get(k)
+        a[k] = (
+            Touch(t.weight, t.weighted_s)
+            if had is None
+            else Touch(had.weight + t.weight, had.weighted_s + t.weighted_s)
+        )
+
+
+def lww_into(a: dict[str, Lww], b: dict[str, Lww]) -> None:
     for k, v in b.items():
         cur = a.get(k)
         if cur is None or (v.ts, v.eid) > (cur.ts, cur.eid):
             a[k] = v
 
 
-def _union_into(a: list[Any], b: list[Any], cap: int | None = None) -> list[Any]:
+def union_into(a: list[Any], b: list[Any], cap: int | None = None) -> list[Any]:
+    """Sorted, de-duplicated union of ``a`` (already sorted and unique) and ``b``.
+
+    Folding one event adds a value ``a`` usually holds already (the customer's own user
+    id again): found by bisection, ``a`` comes back as it is, without re-sorting a list
+    that grows with the customer's history. ``a`` itself is never modified.
+    """
     if not b:
         return a
     if not a:
         return sorted(set(b))[-cap:] if cap else sorted(set(b))
-    merged = set(a)
-    merged.update(b)
-    out = sorted(merged)
-    return out[-cap:] if cap else out
+    out = a
+    for x in b:
+        i = bisect_left(out, x)
+        if i == len(out) or out[i] != x:
+            if out is a:
+                out = a.copy()
+            out.insert(i, x)
+    return out[-cap:] if cap and len(out) > cap else out
 
 
 def merge_into(a: Profile, b: Profile) -> Profile:
@@ -246,9 +267,9 @@ def merge_into(a: Profile, b: Profile) -> Profile:
     a.version += b.version
     a.events += b.events
     if b.merges:
-        a.merges = _union_into(a.merges, b.merges)
+        a.merges = union_into(a.merges, b.merges)
     for kind, values in b.identifiers.items():
-        a.identifiers[kind] = _union_into(a.identifiers.get(kind, []), values)
+        a.identifiers[kind] = union_into(a.identifiers.get(kind, []), values)
     if b.seen:
         a.seen.update(b.seen)
         if len(a.seen) > MAX_SEEN:
@@ -262,45 +283,39 @@ def merge_into(a: Profile, b: Profile) -> Profile:
             if cur is None
             else Span(min(cur.first, v.first), max(cur.last, v.last), cur.count + v.count)
         )
-    _add_into(a.counts, b.counts)
-    _lww_into(a.traits, b.traits)
+    add_into(a.counts, b.counts)
+    lww_into(a.traits, b.traits)
     for group, traits in b.groups.items():
-        _lww_into(a.groups.setdefault(group, {}), traits)
+        lww_into(a.groups.setdefault(group, {}), traits)
     if b.first_touch is not None and (
         a.first_touch is None
         or (b.first_touch.ts, b.first_touch.eid) < (a.first_touch.ts, a.first_touch.eid)
     ):
         a.first_touch = b.first_touch
-    _lww_into(a.consent, b.consent)
+    lww_into(a.consent, b.consent)
     for session in b.sessions:
         a.sessions = add_session(a.sessions, session)
     a.page_views += b.page_views
-    _add_into(a.product_views, b.product_views)
+    add_into(a.product_views, b.product_views)
     a.cart_adds += b.cart_adds
     a.cart_cents += b.cart_cents
     a.orders += b.orders
     a.revenue_cents += b.revenue_cents
-    a.purchase_times = _union_into(a.purchase_times, b.purchase_times, MAX_PURCHASE_TIMES)
-    _spend_into(a.categories, b.categories)
-    _spend_into(a.brands, b.brands)
-    _add_into(a.skus_bought, b.skus_bought)
-    _add_into(a.stores, b.stores)
+    a.purchase_times = union_into(a.purchase_times, b.purchase_times, MAX_PURCHASE_TIMES)
+    spend_into(a.categories, b.categories)
+    spend_into(a.brands, b.brands)
+    add_into(a.skus_bought, b.skus_bought)
+    add_into(a.stores, b.stores)
     for campaign, actions in b.email.items():
-        _add_into(a.email.setdefault(campaign, {}), actions)
-    _add_into(a.support, b.support)
-    _add_into(a.complaint_topics, b.complaint_topics)
-    _lww_into(a.cases, b.cases)
+        add_into(a.email.setdefault(campaign, {}), actions)
+    add_into(a.support, b.support)
+    add_into(a.complaint_topics, b.complaint_topics)
+    lww_into(a.cases, b.cases)
     a.points_earned += b.points_earned
     a.points_redeemed += b.points_redeemed
-    _lww_into(a.scores, b.scores)
-    _lww_into(a.preferences, b.preferences)
-    for k, t in b.affinity.items():
-        had = a.affinity.get(k)
-        a.affinity[k] = (
-            Touch(t.weight, t.weighted_s)
-            if had is None
-            else Touch(had.weight + t.weight, had.weighted_s + t.weighted_s)
-        )
+    lww_into(a.scores, b.scores)
+    lww_into(a.preferences, b.preferences)
+    touch_into(a.affinity, b.affinity)
     return a
 
 

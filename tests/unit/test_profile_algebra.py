@@ -21,8 +21,8 @@ from pipeline.events import (
     Track,
 )
 from pipeline.transforms.conditions import MISSING, as_ms, walk
-from pipeline.transforms.fold import fold
-from pipeline.transforms.profile import Lww, Profile, combine
+from pipeline.transforms.fold import contribution, fold, fold_into, is_duplicate
+from pipeline.transforms.profile import Lww, Profile, clone, combine, merge_into
 from pipeline.transforms.profile_view import FIELDS, KEYED, TOP_FIELDS, LazyView, render
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -204,6 +204,24 @@ def test_folding_equals_combining_split_halves(evs):
     """What Beam's CombinePerKey does: fold parts anywhere, combine the accumulators."""
     cut = random.Random(len(evs)).randint(0, len(evs))
     assert canon(combine(fold_all(evs[:cut]), fold_all(evs[cut:]))) == canon(fold_all(evs))
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_sets(20), st.data())
+def test_folding_in_place_equals_merging_the_contribution(evs, data):
+    """The stream worker's fold (field by field, in place) is the algebra's combine."""
+    in_place = Profile(customer_id="c1")
+    for e in evs:
+        before = clone(in_place)
+        dup = is_duplicate(before, e)
+        expected = before if dup else merge_into(before, contribution(e, "c1"))
+        assert fold_into(in_place, e) is not dup
+        assert canon(in_place) == canon(expected)
+    if evs:  # a copy of an event already folded (same event id) changes nothing
+        again = data.draw(st.sampled_from(evs))
+        before_copy = canon(in_place)
+        assert fold_into(in_place, again) is False
+        assert canon(in_place) == before_copy
 
 
 @settings(max_examples=100, deadline=None)
