@@ -15,7 +15,7 @@ from pipeline.cli.analytics import register as register_analytics
 from pipeline.cli.backfill import register as register_backfill
 from pipeline.cli.models import register as register_models
 from pipeline.cli.segments import register as register_segments
-from pipeline.config import REPO_ROOT, get_settings
+from pipeline.config import REPO_ROOT, Settings, get_settings
 from pipeline.logs import configure
 
 if TYPE_CHECKING:
@@ -316,12 +316,27 @@ def bench(
         1_000_000, help="Events (over 50,000 customers) for the worker memory benchmark"
     ),
 ) -> None:
-    """Run benchmarks and write JSON results (one file per benchmark)."""
-    import json
+    """Run benchmarks and write JSON results (one file per benchmark).
+
+    Topics and Redis keys under the ``bench`` prefix are dropped before and after.
+    """
+    from pipeline.bench.cleanup import drop_bench_data
 
     settings = get_settings()
     out.mkdir(parents=True, exist_ok=True)
     parts = set(only.split(","))
+    console.print({"dropped before": drop_bench_data(settings)})  # a crashed run's leftovers
+    try:
+        _run_benchmarks(settings, out, parts, events, touches, memory_events)
+    finally:
+        console.print({"dropped after": drop_bench_data(settings)})
+
+
+def _run_benchmarks(
+    settings: Settings, out: Path, parts: set[str], events: int, touches: int, memory_events: int
+) -> None:
+    import json
+
     if "collector" in parts:
         from pipeline.bench.collector import run_collector_bench
 

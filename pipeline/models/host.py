@@ -43,10 +43,15 @@ class ModelHost:
 
     def processed(self, batch: list[Any]) -> None:
         """Note the Kafka records (``topic``, ``partition``, ``offset``) the models learned from."""
+        last: dict[tuple[str, int], int] = {}
+        for record in batch:  # one pass without formatting: called for every record
+            tp = (record.topic, record.partition)
+            if record.offset >= last.get(tp, -1):
+                last[tp] = record.offset
         offsets = self.offsets
-        for record in batch:
-            key = f"{record.topic}:{record.partition}"
-            offsets[key] = max(offsets.get(key, 0), record.offset + 1)
+        for (topic, partition), offset in last.items():
+            key = f"{topic}:{partition}"
+            offsets[key] = max(offsets.get(key, 0), offset + 1)
 
     def checkpoint(self) -> None:
         summary = self.scorer.summary()

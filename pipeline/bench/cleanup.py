@@ -1,0 +1,50 @@
+"""Remove what benchmark runs leave behind: their fresh topics and Redis keys.
+
+Every benchmark works under its own ``bench<hex>.`` topic and Redis prefix (see
+``pipeline.bench.worker._fresh``). Left in place, a few runs leave hundreds of topics on
+the broker, which slows every later run's metadata and group work and made throughput
+numbers drift between runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+
+from pipeline.config import Settings
+from pipeline.kafka.topics import admin
+from pipeline.stores.redis_client import sync_redis
+
+BENCH_PREFIX = "bench"
+
+
+def drop_bench_data(settings: Settings) -> dict[str, int]:
+    """Delete topics and Redis keys under a benchmark prefix; returns how many of each."""
+    client = admin(settings)
+    topics = [t for t in client.list_topics(timeout=30).topics if t.startswith(BENCH_PREFIX)]
+    pending = list(topics)
+    for attempt in range(5):  # a topic still being created can refuse deletion for a moment
+        if not pending:
+            break
+        failed: dict[str, KafkaException] = {}
+        for name, future in client.delete_topics(pending, operation_timeout=60).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # gone already
+                    failed[name] = exc
+        pending = list(failed)
+        if pending and attempt == 4:
+            raise next(iter(failed.values()))
+        time.sleep(1.0 if pending else 0)
+    r = sync_redis(settings)
+    keys = 0
+    pipe = r.pipeline(transaction=False)  # one key per command: fine on a Redis Cluster too
+    for key in r.scan_iter(f"{BENCH_PREFIX}*", count=5000):
+        pipe.unlink(key)
+        keys += 1
+        if len(pipe) >= 5000:
+            pipe.execute()
+    pipe.execute()
+    return {"topics": len(topics), "redis_keys": keys}
