@@ -1,4 +1,4 @@
-"""Remove what benchmark runs leave behind: their fresh topics and Redis keys.
+"""Remove what benchmark runs leave behind: their fresh topics, Redis keys and embedded stores.
 
 Every benchmark works under its own ``bench<hex>.`` topic and Redis prefix (see
 ``pipeline.bench.worker._fresh``). Left in place, a few runs leave hundreds of topics on
@@ -8,7 +8,9 @@ numbers drift between runs.
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -19,8 +21,13 @@ from pipeline.stores.redis_client import sync_redis
 BENCH_PREFIX = "bench"
 
 
+def bench_stores(settings: Settings) -> Path:
+    """Where benchmarks put their embedded ClickHouse stores, one directory per run."""
+    return settings.data_dir / "bench-clickhouse"
+
+
 def drop_bench_data(settings: Settings) -> dict[str, int]:
-    """Delete topics and Redis keys under a benchmark prefix; returns how many of each."""
+    """Delete topics, Redis keys and embedded stores of benchmark runs; returns the counts."""
     client = admin(settings)
     topics = [t for t in client.list_topics(timeout=30).topics if t.startswith(BENCH_PREFIX)]
     pending = list(topics)
@@ -47,4 +54,7 @@ def drop_bench_data(settings: Settings) -> dict[str, int]:
         if len(pipe) >= 5000:
             pipe.execute()
     pipe.execute()
-    return {"topics": len(topics), "redis_keys": keys}
+    stores = sorted(bench_stores(settings).glob(f"{BENCH_PREFIX}*"))
+    for store in stores:
+        shutil.rmtree(store, ignore_errors=True)
+    return {"topics": len(topics), "redis_keys": keys, "clickhouse_stores": len(stores)}

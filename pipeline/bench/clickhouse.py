@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline.bench.cleanup import bench_stores
 from pipeline.bench.worker import _fresh
 from pipeline.bench.workload import simulated_records
 from pipeline.cli.processes import crm_process
@@ -20,7 +21,7 @@ from pipeline.wire.records import RoutedEvent, encoder
 
 def sink_throughput(settings: Settings, logs: Path, touches: int) -> dict[str, Any]:
     s, env = _fresh(settings)
-    ch = f"chdb://{settings.data_dir / 'bench-clickhouse' / s.topic_prefix.rstrip('.')}"
+    ch = f"chdb://{bench_stores(settings) / s.topic_prefix.rstrip('.')}"
     s = s.model_copy(update={"clickhouse_url": ch, "sql_port": settings.sql_port + 11})
     env = {**env, "CRM_CLICKHOUSE_URL": ch, "CRM_SQL_PORT": str(s.sql_port)}
     decoder = msgspec.json.Decoder(Event)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from pipeline.bench.cleanup import bench_stores
 from pipeline.bench.loadgen import open_loop
 from pipeline.bench.workload import preload, simulated_records
 from pipeline.cli.processes import crm_process, http_service
@@ -113,7 +114,7 @@ def scaling(settings: Settings, logs: Path, touches: int) -> list[dict[str, Any]
 
 async def _freshness(
     base: str, key: str, s: Settings, rate: float, seconds: float
-) -> tuple[list[float], list[float], dict[str, int]]:
+) -> tuple[list[float], list[float], dict[str, Any]]:
     """Probe events for new customers amid background traffic: ack -> Redis, ack -> ClickHouse."""
     r = async_redis(s)
     keys = RedisKeys(s.redis_prefix)
@@ -122,14 +123,24 @@ async def _freshness(
     delays: list[float] = []
     ch_delays: list[float] = []
     failed: list[int] = []
+    slow: list[tuple[float, float]] = []  # (seconds into the run the probe was acked, delay)
+    t0 = time.perf_counter()
 
-    async def in_clickhouse(event_id: str, acked: float) -> None:
+    async def in_clickhouse(event_id: str, acked: float, customer: asyncio.Future[str]) -> None:
         deadline = acked + 20
+        try:  # the identity stage stores the identifier before the sink can see the event
+            cid = await asyncio.wait_for(asyncio.shield(customer), timeout=deadline - acked)
+        except TimeoutError:
+            return
+        # By the events table's sort key (customer_id, event_time, event_id): a lookup by
+        # event id alone scans the table, and ~1,000 such polls/s took most of a core from
+        # the sink process the probe is timing.
+        query = (
+            f"SELECT count() FROM events WHERE customer_id = '{cid}' AND event_id = '{event_id}'"
+        )
         while time.perf_counter() < deadline:
             try:
-                resp = await sql.post(
-                    "/", content=f"SELECT count() FROM events WHERE event_id = '{event_id}'"
-                )
+                resp = await sql.post("/", content=query)
                 # the sink's ClickHouse HTTP endpoint: TabSeparated by default
                 if resp.status_code == 200 and int(resp.text.strip() or 0):
                     ch_delays.append(time.perf_counter() - acked)
@@ -138,13 +149,16 @@ async def _freshness(
                 pass
             await asyncio.sleep(0.05)
 
-    async def in_redis(uid: str, acked: float) -> None:
+    async def in_redis(uid: str, acked: float, customer: asyncio.Future[str]) -> None:
         deadline = acked + 10
         while time.perf_counter() < deadline:
             cid = await r.get(keys.identifier("user_id", uid))
             cid_s = cid.decode() if isinstance(cid, bytes) else cid
+            if cid_s and not customer.done():
+                customer.set_result(cid_s)
             if cid_s and await r.hexists(keys.profile(cid_s), "v"):
                 delays.append(time.perf_counter() - acked)
+                slow.append((round(acked - t0, 1), round(delays[-1] * 1000)))
                 return
             await asyncio.sleep(0.002)
 
@@ -158,7 +172,10 @@ async def _freshness(
             return
         acked = time.perf_counter()
         if resp.status_code == 200:
-            await asyncio.gather(in_redis(uid, acked), in_clickhouse(eid, acked))
+            customer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            await asyncio.gather(
+                in_redis(uid, acked, customer), in_clickhouse(eid, acked, customer)
+            )
 
     async with httpx.AsyncClient(base_url=base, auth=(key, ""), timeout=30) as client:
         background = asyncio.create_task(sim.run(rate, seconds))
@@ -171,7 +188,17 @@ async def _freshness(
     await sql.aclose()
     stats = background.result()
     achieved = round(stats.accepted / max(stats.seconds, 1e-9))
-    return delays, ch_delays, {"achieved_events_per_second": achieved, "probes_failed": len(failed)}
+    slowest = sorted(slow, key=lambda probe: -probe[1])[:10]
+    return (
+        delays,
+        ch_delays,
+        {
+            "achieved_events_per_second": achieved,
+            "probes_failed": len(failed),
+            # When the tail happened tells a warm-up from a periodic stall from a backlog.
+            "slowest_probes_at_s_ms": slowest,
+        },
+    )
 
 
 def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict[str, Any]:
@@ -186,7 +213,7 @@ def run_worker_bench(settings: Settings, console: Console, touches: int) -> dict
     workers = int(os.environ.get("CRM_BENCH_WORKERS", "2"))
     seconds = float(os.environ.get("CRM_BENCH_SECONDS", "60"))
     s, env = _fresh(settings)
-    ch = f"chdb://{settings.data_dir / 'bench-clickhouse' / s.topic_prefix.rstrip('.')}"
+    ch = f"chdb://{bench_stores(settings) / s.topic_prefix.rstrip('.')}"
     s = s.model_copy(update={"clickhouse_url": ch, "sql_port": settings.sql_port + 13})
     env = {**env, "CRM_CLICKHOUSE_URL": ch, "CRM_SQL_PORT": str(s.sql_port)}
     cport, aport = settings.collector_port + 19, settings.api_port + 19

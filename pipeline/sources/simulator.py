@@ -10,6 +10,7 @@ Everything goes through the collector's public endpoints, batched like an SDK.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -341,7 +342,9 @@ class Simulator:
     async def run(self, rate: float, duration: float, batch_interval: float = 0.1) -> SimStats:
         """Send about ``rate`` events/s for ``duration`` seconds; returns what happened."""
         start = time.monotonic()
-        weights = [c.activity for c in self.customers]
+        # Cumulative weights once: random.choices with plain weights re-adds all of them
+        # on every call (94 us per pick for 2,000 customers); the picks are the same.
+        cum_weights = list(itertools.accumulate(c.activity for c in self.customers))
         async with httpx.AsyncClient(
             base_url=self.base_url, auth=(self.write_key, ""), timeout=30
         ) as client:
@@ -349,7 +352,7 @@ class Simulator:
             while (elapsed := time.monotonic() - start) < duration:
                 target = int(rate * (elapsed + batch_interval))
                 while generated < target:
-                    c = self.rng.choices(self.customers, weights)[0]
+                    c = self.rng.choices(self.customers, cum_weights=cum_weights)[0]
                     if c.drifting and elapsed > duration / 3 and self.rng.random() < 0.8:
                         continue  # drifting away: most of their visits no longer happen
                     before = sum(len(q) for q in self.queues.values())
