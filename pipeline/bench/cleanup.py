@@ -27,7 +27,7 @@ def bench_stores(settings: Settings) -> Path:
 
 
 def drop_bench_data(settings: Settings) -> dict[str, int]:
-    """Delete topics, Redis keys and embedded stores of benchmark runs; returns the counts."""
+    """Delete topics, Redis keys and local state of benchmark runs; returns the counts."""
     client = admin(settings)
     topics = [t for t in client.list_topics(timeout=30).topics if t.startswith(BENCH_PREFIX)]
     pending = list(topics)
@@ -55,6 +55,21 @@ def drop_bench_data(settings: Settings) -> dict[str, int]:
             pipe.execute()
     pipe.execute()
     stores = sorted(bench_stores(settings).glob(f"{BENCH_PREFIX}*"))
-    for store in stores:
-        shutil.rmtree(store, ignore_errors=True)
-    return {"topics": len(topics), "redis_keys": keys, "clickhouse_stores": len(stores)}
+    # The workers' local tables and model checkpoints and the sinks' intent files of
+    # benchmark groups (they would also list every past run in `crm status`).
+    local = [
+        path
+        for folder in ("faust", "models", "sinks")
+        for path in sorted((settings.data_dir / folder).glob(f"{BENCH_PREFIX}*"))
+    ]
+    for path in [*stores, *local]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return {
+        "topics": len(topics),
+        "redis_keys": keys,
+        "clickhouse_stores": len(stores),
+        "local_state": len(local),
+    }
