@@ -79,7 +79,7 @@ class Scorer:
     def observe(self, profile: Profile, event: Event) -> None:
         t = event_time_ms(event)
         cid = profile.customer_id
-        due = self.__dict__.setdefault("recs_due", {})  # absent in older checkpoints
+        due = self.recs_due
         for sku, category in items_of(event):
             self.items.learn(cid, sku)
             due[cid] = due.get(cid, False)
@@ -92,7 +92,7 @@ class Scorer:
             self.churn.observe_purchase(cid, profile, t)
             stats = rfm(profile, t)
             if stats is not None:
-                at = self.__dict__.setdefault("sampled_at", {})  # absent in older checkpoints
+                at = self.sampled_at
                 if cid in self.sample or len(self.sample) < SAMPLE:
                     self.sample[cid], at[cid] = stats, t
                 elif self.rng.random() < 0.1:
@@ -116,7 +116,7 @@ class Scorer:
         """
         self.fitted_at = self.purchases
         now = self.churn.clock
-        at = self.__dict__.setdefault("sampled_at", {})
+        at = self.sampled_at
         stats = [
             replace(s, T=s.T + max(0, now - at.get(cid, now)) / DAY_MS)
             for cid, s in self.sample.items()
@@ -150,7 +150,7 @@ class Scorer:
         put("top_categories", prefs["categories"])
         # The neighbourhood query is the costly part of scoring: run it when something the
         # customer touched changed, and for plain browsing at most every recs_every_ms.
-        due = self.__dict__.setdefault("recs_due", {})
+        due = self.recs_due
         last = profile.scores.get("recommendations")
         if last is not None:
             urgent = due.get(profile.customer_id)
@@ -176,7 +176,7 @@ class Scorer:
         labels answer), fitted on the population; the observed churn share while there
         is no fit yet; and no risk at all (``None``) while there is neither.
         """
-        min_labels = getattr(self, "min_labels", MIN_LABELS)  # absent in older checkpoints
+        min_labels = self.min_labels
         learned = self.churn.learned
         if learned >= min_labels:
             return {**self.churn.predict(profile, now), "source": "model"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import msgspec
@@ -24,7 +25,7 @@ from pipeline.models.clv import (
 )
 from pipeline.models.features import age, features, rfm
 from pipeline.models.recommend import CoOccurrence, affinities
-from pipeline.models.scorer import Scorer
+from pipeline.models.scorer import MIN_LABELS, Scorer
 from pipeline.transforms.fold import fold, fold_into
 from pipeline.transforms.profile import Lww, Profile
 
@@ -177,6 +178,50 @@ def test_checkpoint_round_trip(tmp_path: Path):
     assert restored.state.churn.predict(p, T0) == scorer.churn.predict(p, T0)
     assert checkpoint.summaries(tmp_path)[0]["churn"]["pending_timers"] > 0
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _write_pickle(path: Path, obj: object) -> None:
+    path.write_bytes(pickle.dumps(obj))
+
+
+def test_a_checkpoint_from_before_formats_loads_migrated_with_added_fields_filled(
+    tmp_path: Path,
+):
+    scorer = Scorer()
+    p = fold(Profile(customer_id="c"), pos(1, 0))
+    scorer.observe(p, pos(1, 0))
+    for added in ("recs_due", "sampled_at", "min_labels"):  # fields older scorers lacked
+        del scorer.__dict__[added]
+    old = checkpoint.Checkpoint.__new__(checkpoint.Checkpoint)  # as format 1 pickled it
+    old.__dict__.update(
+        state=scorer, offsets={"t:0": 7}, versions=checkpoint.versions(), written_at="then"
+    )
+    assert "format" not in old.__dict__
+    path = tmp_path / "w1.pkl"
+    _write_pickle(path, old)
+
+    restored = checkpoint.load(path)
+
+    assert restored is not None and restored.format == checkpoint.FORMAT
+    assert restored.offsets == {"t:0": 7}
+    state = restored.state
+    assert state.recs_due == {} and state.sampled_at == {} and state.min_labels == MIN_LABELS
+    state.observe(p, pos(2, 3))  # the migrated models work as a fresh one would
+    state.score(p)
+    assert "top_categories" in p.scores
+
+
+def test_a_checkpoint_from_a_newer_format_is_ignored(tmp_path: Path):
+    path = tmp_path / "w1.pkl"
+    checkpoint.save(path, Scorer(), {}, Scorer().summary())
+    newer = pickle.loads(path.read_bytes())
+    newer.format = checkpoint.FORMAT + 1
+    _write_pickle(path, newer)
+    assert checkpoint.load(path) is None
+
+
+def test_every_older_checkpoint_format_has_a_migration_step():
+    assert set(checkpoint.MIGRATIONS) == set(range(1, checkpoint.FORMAT))
 
 
 def test_cooccurrence_recommends_what_similar_customers_bought_not_what_you_own():
