@@ -318,18 +318,24 @@ def bench(
 ) -> None:
     """Run benchmarks and write JSON results (one file per benchmark).
 
-    Topics and Redis keys under the ``bench`` prefix are dropped before and after.
+    Benchmark data (topics, Redis keys, local state under ``bench<time><hex>`` tags) is
+    dropped: stale runs' before, this run's after.
     """
-    from pipeline.bench.cleanup import drop_bench_data
+    from pipeline.bench.cleanup import created, drop_bench_data
 
     settings = get_settings()
     out.mkdir(parents=True, exist_ok=True)
     parts = set(only.split(","))
-    console.print({"dropped before": drop_bench_data(settings)})  # a crashed run's leftovers
+    # Leftovers of runs that ended without cleaning up (older than a run can last); a run
+    # still going elsewhere on the same broker keeps its data.
+    console.print({"dropped stale": drop_bench_data(settings)})
     try:
         _run_benchmarks(settings, out, parts, events, touches, memory_events)
     finally:
-        console.print({"dropped after": drop_bench_data(settings)})
+        try:
+            console.print({"dropped own": drop_bench_data(settings, only=created)})
+        except Exception as exc:  # never hide the benchmark's own outcome
+            console.print(f"[yellow]benchmark data not dropped: {exc}[/yellow]")
 
 
 def _run_benchmarks(

@@ -64,21 +64,35 @@ MIGRATIONS: dict[int, Callable[[Checkpoint], Checkpoint]] = {1: _v1_to_v2}
 
 
 def fill_added_fields(obj: Any, _seen: set[int] | None = None) -> None:
-    """Give dataclass instances (nested too) every field their pickle predates, its default.
+    """Give dataclass instances every field their pickle predates, with its default.
 
     Unpickling restores ``__dict__`` without running ``__init__``: a field added to a
-    model class after the checkpoint was written would be missing altogether.
+    model class after the checkpoint was written would be missing altogether. Walks
+    dataclass fields and the values of dicts, lists and tuples (the scorer's sample of
+    statistics, the churn model's timers); frozen dataclasses are filled too.
     """
     seen = _seen if _seen is not None else set()
-    if id(obj) in seen or not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+    if id(obj) in seen:
+        return
+    if isinstance(obj, dict):
+        seen.add(id(obj))
+        for value in obj.values():
+            fill_added_fields(value, seen)
+        return
+    if isinstance(obj, list | tuple):
+        seen.add(id(obj))
+        for value in obj:
+            fill_added_fields(value, seen)
+        return
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return
     seen.add(id(obj))
     for f in dataclasses.fields(obj):
         if f.name not in obj.__dict__:
             if f.default is not dataclasses.MISSING:
-                setattr(obj, f.name, f.default)
+                object.__setattr__(obj, f.name, f.default)
             elif f.default_factory is not dataclasses.MISSING:
-                setattr(obj, f.name, f.default_factory())
+                object.__setattr__(obj, f.name, f.default_factory())
         fill_added_fields(getattr(obj, f.name, None), seen)
 
 

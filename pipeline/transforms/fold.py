@@ -153,7 +153,7 @@ def _apply(p: Profile, event: Event, rules: FoldRules) -> None:
     """Add one event to ``p`` in place: ``merge_into(p, <that event's one-event profile>)``.
 
     Written field by field rather than as that merge, which would build a forty-field
-    profile per event only to add it; ``tests/unit/test_fold_direct.py`` checks the two
+    profile per event only to add it; ``tests/unit/test_profile_algebra.py`` checks the two
     agree for every kind of event.
     """
     t = event_time_ms(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 from pathlib import Path
@@ -345,3 +346,25 @@ def test_churn_risk_comes_from_the_model_once_it_learned_enough_and_never_from_n
     buyer = fold(Profile(customer_id="c"), pos(1, 0))
     fresh.score(buyer)
     assert buyer.scores["churn_risk"].value is None and buyer.scores["churn_source"].value == "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    a: int
+    b: int = 5
+
+
+@dataclasses.dataclass
+class _Outer:
+    items: dict[str, _Inner]
+    rows: list[_Inner]
+    extra: list[int] = dataclasses.field(default_factory=list)
+
+
+def test_added_fields_are_filled_in_frozen_and_contained_dataclasses():
+    inner, listed = _Inner(1), _Inner(2)
+    outer = _Outer({"x": inner}, [listed])
+    for obj, name in ((inner, "b"), (listed, "b"), (outer, "extra")):
+        del obj.__dict__[name]  # as if pickled before the field existed
+    checkpoint.fill_added_fields(outer)
+    assert (inner.b, listed.b, outer.extra) == (5, 5, [])
