@@ -32,6 +32,10 @@ def _flat(prefix: str, doc: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in doc.items():
         if isinstance(v, dict):
             rows += _flat(f"{prefix}{k}.", v)
+        elif isinstance(v, list) and v and all(isinstance(item, dict) for item in v):
+            # a table (a reliability table's deciles): one line per row
+            for n, item in enumerate(v, start=1):
+                rows.append((f"{prefix}{k}[{n}]", "  ".join(f"{a} {b}" for a, b in item.items())))
         else:
             rows.append((f"{prefix}{k}", f"{v:,}" if isinstance(v, int) else str(v)))
     return rows

@@ -97,6 +97,32 @@ def _prob_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Predicted against observed, by decile of the prediction: does 0.3 mean 30%?
+
+    Customers sorted by predicted probability and cut into ``bins`` groups of (nearly)
+    equal size; each row has the group's mean prediction and its observed rate. The
+    expected calibration error is their size-weighted mean absolute gap.
+    """
+    order = np.argsort(p, kind="stable")
+    rows: list[dict[str, Any]] = []
+    gap = 0.0
+    for i, idx in enumerate(np.array_split(order, bins), start=1):
+        if len(idx) == 0:
+            continue
+        predicted, observed = float(p[idx].mean()), float(y[idx].mean())
+        gap += len(idx) / len(p) * abs(predicted - observed)
+        rows.append(
+            {
+                "decile": i,
+                "customers": len(idx),
+                "predicted": round(predicted, 4),
+                "observed": round(observed, 4),
+            }
+        )
+    return {"deciles": rows, "expected_calibration_error": round(gap, 4)}
+
+
 def _count_scores(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     return {
         "purchases_mae": round(float(np.mean(np.abs(expected - actual))), 4),
@@ -191,6 +217,7 @@ def evaluate_churn(
         "streaming": {
             **_prob_scores(y, stream_buy),
             **_count_scores(counts, clv_expected),
+            "reliability": reliability(y, stream_buy),
             "model_version": model.version,
             "prequential": {
                 k: round(v, 4) if isinstance(v, float) else v for k, v in model.stats().items()
@@ -201,6 +228,7 @@ def evaluate_churn(
         "bgnbd_baseline": {
             **_prob_scores(y, base_p),
             **_count_scores(counts, base_expected),
+            "reliability": reliability(y, base_p),
             "params": {k: round(v, 4) for k, v in bg.__dict__.items()},
         },
     }
