@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     model_refit_every: int = Field(
         default=2000, ge=10, description="Purchases between lifetime-value refits of a worker"
     )
+    model_refit_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds at least between two lifetime-value fits of a worker (on a thread)",
+    )
     model_checkpoint_s: float = Field(
         default=60.0, gt=0, description="Seconds between model checkpoints of a worker"
     )

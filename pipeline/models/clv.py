@@ -13,6 +13,7 @@ days from first purchase to now, ``m`` average order value.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,8 +193,18 @@ class Clv:
         }
 
 
+def fittable(stats: Iterable[Rfm]) -> bool:
+    """Enough customers, and enough who bought again, for a fit to say anything."""
+    repeat = 0
+    for seen, s in enumerate(stats, 1):
+        repeat += s.x > 0
+        if seen >= 20 and repeat >= 10:
+            return True
+    return False
+
+
 def fit_clv(stats: list[Rfm], horizon_days: float = 365.0) -> Clv | None:
     """Fit both models; None until there is enough data to say anything."""
-    if len(stats) < 20 or sum(1 for s in stats if s.x > 0) < 10:
+    if not fittable(stats):
         return None
     return Clv(fit_bgnbd(stats), fit_gamma_gamma(stats), horizon_days)

@@ -39,6 +39,8 @@ class ModelHost:
         else:
             self.scorer = Scorer()
         self.scorer.refit_every = settings.model_refit_every
+        self.scorer.background_fits = True  # seconds of scipy off the worker's event loop
+        self.scorer.refit_min_s = settings.model_refit_min_s
         self.scorer.min_labels = settings.churn_min_labels
 
     def processed(self, batch: list[Any]) -> None:

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import heapq
-import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipeline.transforms.profile import Profile, decayed
 
@@ -24,6 +26,21 @@ QUERY = 20  # recent items that vote for candidates
 DECAY = 0.9  # weight of the n-th most recent item: DECAY ** n
 NEIGHBOURS = 50  # most similar items kept per item (Linden et al.: a similar-items table)
 REFRESH = 1_000  # lessons after which an item's similar-items list is computed again
+_RUNTIME = ("_ranked", "_similar", "_ids", "_names")  # caches rebuilt after a restore
+
+
+def _top(values: np.ndarray, name_of: Callable[[int], str], n: int) -> list[int]:
+    """Positions of the ``n`` largest values, greatest first; ties by greater name."""
+    if len(values) > n:
+        cut = np.partition(values, len(values) - n)[len(values) - n]
+        candidates: list[int] = np.flatnonzero(values >= cut).tolist()  # ties at the edge too
+    else:
+        candidates = list(range(len(values)))
+    scored: list[float] = values[candidates].tolist() if candidates else []
+    ranked = sorted(
+        zip(scored, candidates, strict=True), key=lambda sc: (sc[0], name_of(sc[1])), reverse=True
+    )
+    return [c for _s, c in ranked[:n]]
 
 
 @dataclass
@@ -62,40 +79,74 @@ class CoOccurrence:
         return [item for item in cached[2][:need] if item not in exclude][:k]
 
     def __getstate__(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ranked", "_similar")}
+        return {k: v for k, v in self.__dict__.items() if k not in _RUNTIME}
 
-    def similar(self, item: str) -> list[tuple[str, float]]:
-        """The item's ``NEIGHBOURS`` most similar items with their cosine similarity.
+    def _id(self, item: str) -> int:
+        """A process-local number for an item (runtime only: rebuilt after a restore)."""
+        ids: dict[str, int] = self.__dict__.setdefault("_ids", {})
+        names: list[str] = self.__dict__.setdefault("_names", [])
+        n = ids.get(item)
+        if n is None:
+            n = ids[item] = len(names)
+            names.append(item)
+        return n
+
+    def _neighbours(self, item: str) -> tuple[np.ndarray, np.ndarray]:
+        """The item's ``NEIGHBOURS`` most similar items (numbers, cosine similarities).
 
         Recomputed once ``REFRESH`` lessons (or a tenth of all lessons, early on) have
         passed since it was last computed, not per query: a customer's recommendations
-        then cost a few hundred multiply-adds instead of a pass over every pair.
+        then cost a few array operations instead of a pass over every pair.
         """
-        cache: dict[str, tuple[int, list[tuple[str, float]]]] = self.__dict__.setdefault(
+        cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = self.__dict__.setdefault(
             "_similar", {}
         )
         hit = cache.get(item)
         if hit is not None and self.learned - hit[0] < min(REFRESH, hit[0] // 10 + 1):
-            return hit[1]
-        n_item = self.count.get(item, 0) or 1
+            return hit[1], hit[2]
+        row = self.co.get(item, {})
         count = self.count
-        sims = [
-            (other, together / math.sqrt(n_item * count[other]))
-            for other, together in self.co.get(item, {}).items()
-        ]
-        best = heapq.nlargest(NEIGHBOURS, sims, key=lambda kv: (kv[1], kv[0]))
-        cache[item] = (self.learned, best)
-        return best
+        others = list(row)
+        together = np.fromiter(row.values(), dtype=np.float64, count=len(others))
+        counts = np.fromiter((count[o] for o in others), dtype=np.int64, count=len(others))
+        sims = together / np.sqrt((self.count.get(item, 0) or 1) * counts)
+        order = _top(sims, others.__getitem__, NEIGHBOURS)
+        idx = np.fromiter((self._id(others[i]) for i in order), dtype=np.int64, count=len(order))
+        best = sims[order] if len(order) else np.empty(0)
+        cache[item] = (self.learned, idx, best)
+        return idx, best
+
+    def similar(self, item: str) -> list[tuple[str, float]]:
+        """The item's ``NEIGHBOURS`` most similar items with their cosine similarity."""
+        idx, sims = self._neighbours(item)
+        names = self.__dict__["_names"]
+        return [(names[i], float(s)) for i, s in zip(idx.tolist(), sims, strict=True)]
 
     def recommend(self, recent: list[str], k: int, exclude: set[str]) -> list[str]:
-        scores: dict[str, float] = defaultdict(float)
-        for age, item in enumerate(reversed(recent[-QUERY:])):
-            weight = DECAY**age
-            for other, similarity in self.similar(item):
-                if other not in exclude:
-                    scores[other] += weight * similarity
-        top = heapq.nlargest(k, scores.items(), key=lambda kv: (kv[1], kv[0]))
-        out = [item for item, _s in top]
+        """Items most similar to the customer's recent ones, most recent weighing most.
+
+        Scores sum ``DECAY ** age * similarity`` over the last ``QUERY`` items, in the
+        same order as a per-pair loop would (so the same floats); ties go to the
+        greater item name. Items in ``exclude`` never appear; popularity fills up.
+        """
+        parts = [self._neighbours(item) for item in reversed(recent[-QUERY:])]
+        parts = [(idx, sims * DECAY**age) for age, (idx, sims) in enumerate(parts) if len(idx)]
+        out: list[str] = []
+        if parts:
+            idx = np.concatenate([p[0] for p in parts])
+            weights = np.concatenate([p[1] for p in parts])
+            items, slot = np.unique(idx, return_inverse=True)
+            scores = np.bincount(slot, weights=weights)
+            names: list[str] = self.__dict__["_names"]
+            if exclude:
+                ids = self.__dict__["_ids"]
+                banned = [ids[e] for e in exclude if e in ids]
+                if banned:
+                    keep = ~np.isin(items, banned)
+                    items, scores = items[keep], scores[keep]
+            numbers: list[int] = items.tolist()
+            top = _top(scores, lambda i: names[numbers[i]], k)
+            out = [names[numbers[i]] for i in top]
         if len(out) < k:
             out += [i for i in self.popular(k, exclude | set(out))][: k - len(out)]
         return out

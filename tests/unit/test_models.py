@@ -166,6 +166,53 @@ def test_churn_model_learns_who_comes_back_and_gives_reasons():
     assert not set(some.scores["recommendations"].value) & set(some.skus_bought)
 
 
+def _learned_history(scorer: Scorer) -> None:
+    profiles: dict[str, Profile] = {}
+    for rec in purchase_history(Settings(), 200, days=500, seed=4):
+        event = decoder.decode(rec.value)
+        cid = event.identities["loyalty_id"]
+        p = profiles.setdefault(cid, Profile(customer_id=cid))
+        if fold_into(p, event):
+            scorer.observe(p, event)
+
+
+def test_a_worker_fits_lifetime_value_on_a_thread_at_most_once_per_interval(tmp_path: Path):
+    scorer = Scorer(refit_every=50, background_fits=True, refit_min_s=3600)
+    _learned_history(scorer)
+    fit = scorer.__dict__["_fit_thread"]
+    assert fit.name == "clv-fit"
+    fit.join(timeout=60)
+    assert scorer.clv is not None  # landed from the thread
+    first = scorer.clv
+    assert scorer.purchases > 4 * 50  # due several times, yet one fit within the hour
+    scorer.refit()
+    assert scorer.__dict__["_fit_thread"] is fit and scorer.clv is first
+    # the thread is not state: the scorer checkpoints while a fit runs
+    checkpoint.save(tmp_path / "w.pkl", scorer, {}, scorer.summary())
+    restored = checkpoint.load(tmp_path / "w.pkl")
+    assert restored is not None and "_fit_thread" not in restored.state.__dict__
+    assert restored.state.clv == first
+
+
+def test_in_line_fits_give_the_same_lifetime_value_as_a_thread():
+    inline, threaded = Scorer(refit_every=50), Scorer(refit_every=50, background_fits=True)
+    _learned_history(inline)
+    _learned_history(threaded)
+    threaded.__dict__["_fit_thread"].join(timeout=60)
+    threaded.refit()  # the last due fit may have been skipped while one ran
+    threaded.__dict__["_fit_thread"].join(timeout=60)
+    inline.refit()
+    assert inline.clv is not None and threaded.clv == inline.clv
+
+
+def test_no_fit_starts_without_repeat_buyers():
+    scorer = Scorer(refit_every=10, background_fits=True)
+    for i in range(300):  # one purchase each: nothing to fit BG/NBD on
+        p = Profile(customer_id=f"c{i}")
+        scorer.observe(fold(p, pos(i, 0)), pos(i, 0))
+    assert scorer.clv is None and "_fit_thread" not in scorer.__dict__
+
+
 def test_checkpoint_round_trip(tmp_path: Path):
     scorer = Scorer()
     p = fold(Profile(customer_id="c"), pos(1, 0))
