@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     model_refit_every: int = Field(
         default=2000, ge=10, description="Purchases between lifetime-value refits of a worker"
     )
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="Allocations between young garbage collections in the worker and sinks "
+        "(0: Python's default of 700); start-up objects are frozen out of collection",
+    )
     model_refit_min_s: float = Field(
         default=60.0,
         ge=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from pipeline import gc_tuning
 from pipeline.config import Settings
 from pipeline.kafka.lag import LagReporter
 from pipeline.logs import configure
@@ -21,5 +22,6 @@ def run_worker(settings: Settings) -> None:
         topics = [settings.topic("events"), settings.topic("events.by_customer")]
         LagReporter(settings.kafka_bootstrap, settings.worker_id, topics).start()
     app = create_app(settings)
+    gc_tuning.tune(settings)  # after the models were restored: they are long-lived
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

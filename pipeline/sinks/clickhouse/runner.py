@@ -39,6 +39,7 @@ import msgspec
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from pipeline import gc_tuning
 from pipeline.config import Settings
 from pipeline.kafka.commit import commit_until_done
 from pipeline.kafka.group_member import sink_member
@@ -381,6 +382,7 @@ def sink_main(
 
     sink = ClickHouseSink(settings, client)
     server = serve(settings) if serve_sql else None
+    gc_tuning.tune(settings)
     try:
         sink.run(stop, settings.clickhouse_batch, settings.clickhouse_batch_ms / 1000)
     finally:
