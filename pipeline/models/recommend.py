@@ -116,12 +116,6 @@ class CoOccurrence:
         cache[item] = (self.learned, idx, best)
         return idx, best
 
-    def similar(self, item: str) -> list[tuple[str, float]]:
-        """The item's ``NEIGHBOURS`` most similar items with their cosine similarity."""
-        idx, sims = self._neighbours(item)
-        names = self.__dict__["_names"]
-        return [(names[i], float(s)) for i, s in zip(idx.tolist(), sims, strict=True)]
-
     def recommend(self, recent: list[str], k: int, exclude: set[str]) -> list[str]:
         """Items most similar to the customer's recent ones, most recent weighing most.
 
